@@ -1,0 +1,256 @@
+"""Recursive sparse attention: T latent steps of expert-refined attention around a frozen base layer.
+
+Our reading of the paper's Eqs. 8-10 (see ``docs/method.md``):
+
+* The frozen base projections ``Q0 = W_q x``, ``K0``, ``V0`` and the base attention ``a0 = Attn(Q0, K0, V0)``
+  are computed once. Extra context tokens (SD3's text stream) are projected once too and rejoin the joint
+  attention at every step unchanged.
+* State ``s_0 = x``. At step ``t`` the gate picks expert ``e_t`` from ``(s_{t-1}, cond)``, the expert's LoRA
+  maps the *current* state to updates ``ΔQ, ΔK, ΔV`` of the vision projections, and
+  ``a_t = Attn(Q0 + ΔQ, [K0 + ΔK; Kc], [V0 + ΔV; Vc])``.
+* Intermediate steps integrate only the adapter's contribution ``u_t = W_o (a_t - a0)`` (no bias):
+  ``s_t = s_{t-1} + u_t``. The frozen base output enters once, at the end:
+  ``out = W_o a0 + b + Σ_t u_t = base_out + (s_T - x)``.
+
+Hence: with ``B = 0`` every ``u_t`` is exactly zero and the output is the base output bit for bit; with
+``E = 1, T = 1`` the output is ``W_o Attn((W + ΔW) x) + b``, i.e. plain LoRA on q, k and v.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .lora import StackedLoRA
+from .routing import GatingNetwork, RoutingRecord, Selection
+
+
+@dataclass
+class RSRConfig:
+    """Hyper-parameters of one recursive sparse attention layer.
+
+    Attributes:
+        num_experts: ``E``, LoRA experts shared by all steps.
+        steps: ``T``, latent steps per forward.
+        rank: LoRA rank ``r``.
+        alpha: LoRA alpha (scale ``alpha / r``); ``None`` means ``rank``.
+        cond_dim: width of the gate's condition embedding (0: tokens only).
+        per_token: route each token separately (paper, image generation) or one expert per sample.
+        temperature: Gumbel-softmax temperature (paper: 5.0).
+        gate_hidden: hidden width of the gate MLP (``None``: ``min(D, 256)``).
+    """
+
+    num_experts: int = 2
+    steps: int = 2
+    rank: int = 8
+    alpha: float | None = None
+    cond_dim: int = 0
+    per_token: bool = True
+    temperature: float = 5.0
+    gate_hidden: int | None = None
+
+    def validate(self) -> None:
+        if self.num_experts < 1:
+            raise ValueError(f"num_experts (E) must be >= 1, got {self.num_experts}")
+        if self.steps < 1:
+            raise ValueError(f"steps (T) must be >= 1, got {self.steps}")
+        if self.rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {self.rank}")
+        if not self.temperature > 0:
+            raise ValueError(f"Gumbel-softmax temperature must be > 0, got {self.temperature}")
+        if self.cond_dim < 0:
+            raise ValueError(f"cond_dim must be >= 0, got {self.cond_dim}")
+
+
+@dataclass
+class BaseCache:
+    """What the frozen base computes once per forward (heads layout ``(B, H, N, d)``)."""
+
+    x: Tensor  # (B, N, D) vision tokens entering the layer
+    q0: Tensor  # (B, H, N, d) frozen query projections, before any q-norm
+    k0: Tensor
+    v0: Tensor
+    ctx: tuple[Tensor, Tensor, Tensor] | None  # context q, k, v (B, H, M, d), already normed
+    a0: Tensor  # (B, N, H*d) base attention output for vision rows, before W_o
+    ctx_a0: Tensor | None  # (B, M, H*d) base attention output for context rows
+    base_out: Tensor  # (B, N, D) W_o a0 + b
+
+
+@dataclass
+class RSROutput:
+    """Result of a recursive sparse attention forward.
+
+    Attributes:
+        out: ``(B, N, D)`` layer output (``base_out + s_T - x``).
+        context: ``(B, M, H*d)`` attention output of the context rows at the final step, before the
+            context's own output projection; ``None`` without context.
+        states: the vision state after every latent step, ``T`` tensors ``(B, N, D)``.
+        route: the routing record of the ``T`` steps.
+    """
+
+    out: Tensor
+    context: Tensor | None
+    states: list[Tensor]
+    route: RoutingRecord
+
+
+Norm = Callable[[Tensor], Tensor] | None
+
+
+class RecursiveSparseAttention(nn.Module):
+    """Wrap frozen attention projections with ``E`` LoRA experts run over ``T`` gated latent steps.
+
+    The base projections are used, not copied: the same ``nn.Linear`` objects stay owned by their model (the
+    diffusers variants pass ``attn.to_q`` etc.), and their parameters are frozen here.
+
+    Args:
+        cfg: the layer's :class:`RSRConfig`.
+        to_q, to_k, to_v: frozen Linear projections ``D -> H*d``.
+        to_out: frozen Linear ``H*d -> D``.
+        heads: number of attention heads ``H``.
+        norm_q, norm_k: optional per-head norms applied to q and k (``(B, H, N, d)``), as in SD3's qk-norm.
+    """
+
+    def __init__(
+        self,
+        cfg: RSRConfig,
+        to_q: nn.Linear,
+        to_k: nn.Linear,
+        to_v: nn.Linear,
+        to_out: nn.Linear,
+        heads: int,
+        norm_q: nn.Module | None = None,
+        norm_k: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        cfg.validate()
+        dim, inner = to_q.in_features, to_q.out_features
+        for name, lin in (("to_k", to_k), ("to_v", to_v)):
+            if (lin.in_features, lin.out_features) != (dim, inner):
+                raise ValueError(
+                    f"{name} is {lin.in_features}->{lin.out_features}, expected {dim}->{inner} like to_q"
+                )
+        if (to_out.in_features, to_out.out_features) != (inner, dim):
+            raise ValueError(
+                f"to_out is {to_out.in_features}->{to_out.out_features}, expected {inner}->{dim}: the "
+                "recursion feeds the output back as the next step's input"
+            )
+        if heads < 1 or inner % heads:
+            raise ValueError(f"inner width {inner} is not divisible by heads={heads}")
+        self.cfg, self.dim, self.inner, self.heads = cfg, dim, inner, heads
+        self.base = nn.ModuleDict({"to_q": to_q, "to_k": to_k, "to_v": to_v, "to_out": to_out})
+        self.base.requires_grad_(False)
+        self.norm_q, self.norm_k = norm_q, norm_k
+        e, r, a = cfg.num_experts, cfg.rank, cfg.alpha
+        self.lora_q = StackedLoRA(dim, inner, e, r, a)
+        self.lora_k = StackedLoRA(dim, inner, e, r, a)
+        self.lora_v = StackedLoRA(dim, inner, e, r, a)
+        self.gate = GatingNetwork(dim, cfg.cond_dim, e, cfg.per_token, cfg.temperature, cfg.gate_hidden)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters: LoRA experts and gate (never the frozen base)."""
+        return [*self.lora_q.parameters(), *self.lora_k.parameters(), *self.lora_v.parameters(),
+                *self.gate.parameters()]
+
+    def _heads(self, t: Tensor) -> Tensor:
+        b, n, _ = t.shape
+        return t.view(b, n, self.heads, -1).transpose(1, 2)  # (B, H, N, d)
+
+    def _merge(self, t: Tensor) -> Tensor:
+        b, h, n, d = t.shape
+        return t.transpose(1, 2).reshape(b, n, h * d)  # (B, N, H*d)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, ctx: tuple[Tensor, Tensor, Tensor] | None):
+        """Joint attention of vision rows (first) and context rows (after); returns the merged outputs."""
+        if self.norm_q is not None:
+            q = self.norm_q(q)
+        if self.norm_k is not None:
+            k = self.norm_k(k)
+        n = q.shape[2]
+        if ctx is not None:
+            q, k, v = (torch.cat([a, c], dim=2) for a, c in zip((q, k, v), ctx))
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, H, N+M, d)
+        a = self._merge(a)  # (B, N+M, H*d)
+        return a[:, :n], (a[:, n:] if ctx is not None else None)
+
+    def prepare(self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None = None) -> BaseCache:
+        """Run the frozen base once: projections, base attention and base output.
+
+        Args:
+            x: vision tokens ``(B, N, D)``.
+            context_qkv: optional context ``(q, k, v)``, each ``(B, H, M, d)``, already projected and normed.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"vision tokens must be (B, N, {self.dim}), got {tuple(x.shape)}")
+        if context_qkv is not None:
+            shapes = {tuple(c.shape) for c in context_qkv}
+            ok = len(shapes) == 1 and all(
+                c.dim() == 4 and c.shape[0] == x.shape[0] and c.shape[1] == self.heads
+                and c.shape[3] == self.inner // self.heads for c in context_qkv
+            )
+            if not ok:
+                raise ValueError(
+                    f"context q/k/v must each be (B, H, M, d)=({x.shape[0]}, {self.heads}, M, "
+                    f"{self.inner // self.heads}), got {sorted(shapes)}"
+                )
+        q0 = self._heads(self.base["to_q"](x))  # (B, H, N, d)
+        k0 = self._heads(self.base["to_k"](x))
+        v0 = self._heads(self.base["to_v"](x))
+        a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv)
+        base_out = self.base["to_out"](a0)  # (B, N, D)
+        return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, base_out)
+
+    def step(
+        self, state: Tensor, cache: BaseCache, cond: Tensor | None = None, forced: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None, Selection]:
+        """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
+
+        Returns:
+            ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
+        """
+        sel = self.gate(state, cond, forced)
+        coef = sel.coef.to(state.dtype)
+        coef = coef[:, None, None] if coef.dim() == 1 else coef[..., None]  # (B, 1|N, 1)
+        dq = self.lora_q(state, index=sel.index) * coef  # (B, N, H*d)
+        dk = self.lora_k(state, index=sel.index) * coef
+        dv = self.lora_v(state, index=sel.index) * coef
+        a, ctx_a = self._attend(
+            cache.q0 + self._heads(dq), cache.k0 + self._heads(dk), cache.v0 + self._heads(dv), cache.ctx
+        )
+        u = F.linear(a - cache.a0, self.base["to_out"].weight)  # (B, N, D) adapter contribution, no bias
+        return state + u, ctx_a, sel
+
+    def forward(
+        self,
+        x: Tensor,
+        cond: Tensor | None = None,
+        context_qkv: tuple[Tensor, Tensor, Tensor] | None = None,
+        forced: Tensor | None = None,
+        steps: int | None = None,
+    ) -> RSROutput:
+        """Run ``T`` latent steps.
+
+        Args:
+            x: vision tokens ``(B, N, D)`` (positions already added, whatever the 2D scheme).
+            cond: gate condition ``(B, C)``.
+            context_qkv: optional context ``(q, k, v)`` for joint attention, ``(B, H, M, d)`` each.
+            forced: expert indices imposed on the gate, ``(T, B)`` or ``(T, B, N)``; ``None`` lets it choose.
+            steps: override ``cfg.steps`` for this call.
+        """
+        t_steps = self.cfg.steps if steps is None else steps
+        if t_steps < 1:
+            raise ValueError(f"steps must be >= 1, got {t_steps}")
+        if forced is not None and forced.shape[0] != t_steps:
+            raise ValueError(f"forced indices cover {forced.shape[0]} steps, expected {t_steps}")
+        cache = self.prepare(x, context_qkv)
+        state, ctx_a, route, states = x, cache.ctx_a0, RoutingRecord(), []
+        for t in range(t_steps):
+            state, ctx_a, sel = self.step(state, cache, cond, None if forced is None else forced[t])
+            route.append(sel)
+            states.append(state)
+        out = cache.base_out + (state - x)  # frozen base output integrated once, at the end
+        return RSROutput(out=out, context=ctx_a, states=states, route=route)
