@@ -1,0 +1,239 @@
+"""FrozenLake maps: generation, content-hash ids and splits, JSONL suites with validation.
+
+A map is a tuple of row strings in gymnasium's letters: ``S`` start, ``F`` frozen, ``H`` hole, ``G`` goal.
+Maps are square, non-slippery, and have exactly one start and one goal placed anywhere on the grid.
+
+The default suites shipped in ``envs/suites/{train,val,test}.jsonl`` are written by::
+
+    python -m rss_world.envs.make_suites --out envs/suites
+
+The split of a map is a function of its content hash (:func:`split_of`), so a test layout can never
+appear in the training suite, whatever the generator's seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LETTERS = frozenset("SFHG")
+MIN_SIZE, MAX_SIZE = 2, 16
+SPLITS = ("train", "val", "test")
+DEFAULT_SIZES = (3, 4, 5, 6, 7, 8)
+DEFAULT_QUOTAS = {"train": 1000, "val": 100, "test": 100}
+DEFAULT_SEED = 0
+DEFAULT_P_HOLE = 0.2
+_MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # gymnasium order: LEFT, DOWN, RIGHT, UP
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """One FrozenLake map.
+
+    Attributes:
+        id: Map identifier (by default the content hash, see :func:`map_id`).
+        desc: Row strings in S/F/H/G letters, top row first.
+        extra: Any further JSON keys from the suite file; kept on round-trip.
+    """
+
+    id: str
+    desc: tuple[str, ...]
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def size(self) -> int:
+        """Side length of the square grid."""
+        return len(self.desc)
+
+
+def map_id(desc: Sequence[str]) -> str:
+    """Content hash of a map: first 12 hex digits of sha1 over the rows joined by newlines."""
+    return hashlib.sha1("\n".join(desc).encode("ascii")).hexdigest()[:12]
+
+
+def split_of(desc: Sequence[str]) -> str:
+    """Deterministic split of a map from its content hash: 80% train, 10% val, 10% test."""
+    bucket = int(hashlib.sha1("\n".join(desc).encode("ascii")).hexdigest(), 16) % 100
+    return "train" if bucket < 80 else ("val" if bucket < 90 else "test")
+
+
+def find_cell(desc: Sequence[str], letter: str) -> tuple[int, int]:
+    """Return the (row, col) of the first cell holding ``letter``."""
+    for r, row in enumerate(desc):
+        c = row.find(letter)
+        if c >= 0:
+            return r, c
+    raise ValueError(f"map has no {letter!r} cell")
+
+
+def is_solvable(desc: Sequence[str]) -> bool:
+    """True when the goal can be reached from the start without entering a hole (BFS)."""
+    n = len(desc)
+    start, goal = find_cell(desc, "S"), find_cell(desc, "G")
+    seen, queue = {start}, deque([start])
+    while queue:
+        r, c = queue.popleft()
+        if (r, c) == goal:
+            return True
+        for dr, dc in _MOVES:
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < n and 0 <= nc < n and (nr, nc) not in seen and desc[nr][nc] != "H":
+                seen.add((nr, nc))
+                queue.append((nr, nc))
+    return False
+
+
+def generate_map(size: int, p_hole: float = DEFAULT_P_HOLE, rng: np.random.Generator | None = None) -> tuple[str, ...]:
+    """Sample a solvable square map with random start and goal cells.
+
+    Start and goal are two distinct cells drawn uniformly; every other cell is a hole with probability
+    ``p_hole``, else frozen. Unsolvable draws are rejected and redrawn.
+
+    Args:
+        size: Side length, 2 to 16.
+        p_hole: Probability that a non-start, non-goal cell is a hole.
+        rng: Random generator; a fresh unseeded one when None.
+
+    Returns:
+        The map as a tuple of row strings.
+    """
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"map size {size} outside {MIN_SIZE}-{MAX_SIZE}")
+    if not 0.0 <= p_hole < 1.0:
+        raise ValueError(f"p_hole {p_hole} outside [0, 1)")
+    rng = rng if rng is not None else np.random.default_rng()
+    while True:
+        grid = np.where(rng.random((size, size)) < p_hole, "H", "F")
+        s, g = rng.choice(size * size, size=2, replace=False)
+        grid[divmod(int(s), size)] = "S"
+        grid[divmod(int(g), size)] = "G"
+        desc = tuple("".join(row) for row in grid)
+        if is_solvable(desc):
+            return desc
+
+
+def validate_desc(desc: Sequence[str], name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the problem when ``desc`` is not a valid map."""
+    if not isinstance(desc, list | tuple) or not all(isinstance(r, str) for r in desc):
+        raise ValueError(f"map {name}: desc must be a list of row strings")
+    n = len(desc)
+    if not MIN_SIZE <= n <= MAX_SIZE:
+        raise ValueError(f"map {name}: size {n} outside {MIN_SIZE}-{MAX_SIZE}")
+    for i, row in enumerate(desc):
+        if len(row) != n:
+            raise ValueError(f"map {name}: not square, row {i} has {len(row)} cells, expected {n}")
+        bad = set(row) - LETTERS
+        if bad:
+            raise ValueError(f"map {name}: row {i} has letters {sorted(bad)}, expected only S/F/H/G")
+    for letter in "SG":
+        count = sum(row.count(letter) for row in desc)
+        if count != 1:
+            raise ValueError(f"map {name}: has {count} {letter!r} cells, expected exactly 1")
+    if not is_solvable(desc):
+        raise ValueError(f"map {name}: unsolvable, the goal cannot be reached from the start")
+
+
+def save_suite(path: str | Path, maps: Iterable[MapSpec]) -> None:
+    """Write maps to JSONL, one ``{"id", "desc", **extra}`` object per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"id": m.id, "desc": list(m.desc), **m.extra}, separators=(",", ":")) for m in maps]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+
+
+def load_suite(path: str | Path) -> list[MapSpec]:
+    """Load and validate a JSONL suite.
+
+    Every map is checked before anything is returned: square, letters S/F/H/G only, exactly one S and
+    one G, size 2-16, solvable, and ids unique.
+
+    Raises:
+        ValueError: With the map id (or the line number) and the problem.
+    """
+    maps: list[MapSpec] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {lineno}: invalid JSON ({e.msg})") from e
+        if not isinstance(obj, dict) or "id" not in obj or "desc" not in obj:
+            raise ValueError(f"{path} line {lineno}: expected an object with 'id' and 'desc'")
+        mid = str(obj.pop("id"))
+        desc = obj.pop("desc")
+        validate_desc(desc, f"{mid!r} (line {lineno})")
+        if mid in seen:
+            raise ValueError(f"map {mid!r} (line {lineno}): duplicate id, first seen on line {seen[mid]}")
+        seen[mid] = lineno
+        maps.append(MapSpec(id=mid, desc=tuple(desc), extra=obj))
+    return maps
+
+
+def default_suite_path(split: str) -> Path:
+    """Path of a shipped default suite (``train``, ``val`` or ``test``)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
+    return Path(__file__).resolve().parent / "suites" / f"{split}.jsonl"
+
+
+def load_default_suite(split: str, sizes: Iterable[int] | None = None) -> list[MapSpec]:
+    """Load a shipped default suite, optionally keeping only the given sizes."""
+    maps = load_suite(default_suite_path(split))
+    if sizes is not None:
+        keep = set(sizes)
+        maps = [m for m in maps if m.size in keep]
+    return maps
+
+
+def make_suites(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    quotas: dict[str, int] | None = None,
+    p_hole: float = DEFAULT_P_HOLE,
+    seed: int = DEFAULT_SEED,
+    max_draws: int = 200_000,
+) -> dict[str, list[MapSpec]]:
+    """Generate distinct maps per size until each split holds its quota.
+
+    Maps are drawn with :func:`generate_map`, deduplicated by content, and routed to a split by
+    :func:`split_of`; draws landing in a full split are dropped. Each size has its own seeded stream.
+
+    Args:
+        sizes: Map sizes to generate.
+        quotas: Maps per size per split; defaults to ``DEFAULT_QUOTAS``.
+        p_hole: Hole probability passed to the generator.
+        seed: Base seed.
+        max_draws: Safety bound on draws per size.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}`` ordered by size, then by draw order.
+    """
+    quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
+    out: dict[str, list[MapSpec]] = {s: [] for s in SPLITS}
+    for size in sizes:
+        rng = np.random.default_rng([seed, size])
+        counts = dict.fromkeys(SPLITS, 0)
+        seen: set[str] = set()
+        for _ in range(max_draws):
+            if all(counts[s] >= quotas.get(s, 0) for s in SPLITS):
+                break
+            desc = generate_map(size, p_hole, rng)
+            mid = map_id(desc)
+            split = split_of(desc)
+            if mid in seen or counts[split] >= quotas.get(split, 0):
+                continue
+            seen.add(mid)
+            counts[split] += 1
+            out[split].append(MapSpec(mid, desc, {"size": size}))
+        else:
+            raise RuntimeError(f"size {size}: quotas {quotas} not met after {max_draws} draws, got {counts}")
+    return out
