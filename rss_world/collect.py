@@ -137,10 +137,9 @@ def collect(out: str | Path, suite: str = "train", episodes: int = 1000, seed: i
             raise ValueError(f"{out} holds a collection with settings {old}, not {settings}")
         if not resume and any(out.glob("size*.npz")):
             raise ValueError(f"{out} already holds shards; pass --resume to complete it")
+    maps = _load_maps(suite, sizes)
     out.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps(settings, indent=1))
-
-    maps = _load_maps(suite, sizes)
     plan = plan_episodes(len(maps), episodes, seed, random_frac)
     by_size: dict[int, list[int]] = {}
     for i, (mi, _) in enumerate(plan):
