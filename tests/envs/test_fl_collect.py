@@ -71,3 +71,12 @@ def test_cli(tmp_path, capsys):
     assert main(["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3",
                  "--no-progress"]) == 0
     assert len(list((tmp_path / "y").glob("size3_*.npz"))) == 1
+
+
+def test_collect_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = "import sys, rss_world.collect; print('gymnasium' in sys.modules, 'pygame' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
