@@ -1,0 +1,310 @@
+"""Planners over the :class:`~rss_world.nn.world_model.WorldModel` API: planning purely in latent space.
+
+* :class:`GatePlanner` is the paper's mechanism: from the start frame the gate picks one expert per latent
+  step, the expert index is the action, and every latent step is decoded into a frame of the visual plan.
+  Adaptive halting stops the rollout when the model's status head says the goal is reached (or a hole is
+  entered) or when the latent stops changing; the steps saved against the horizon are reported.
+* :class:`SearchPlanner` is a batched best-first (or beam) search over imagined latents: each expansion
+  steps all four actions of up to ``batch`` nodes in one ``step`` call, scores children with the model's
+  own status heads (goal reached: done; hole: pruned), orders the frontier by ``depth + λ·(−log π)`` with
+  the gate's probabilities ``π`` as a prior, and drops states it has already seen (per-cell distance of the
+  decoded frames, or per-token distance of the latents, below a threshold).
+
+Both read only the frame they are given. They never see the map, the agent cell or the frame parser: this
+module imports torch, numpy and ``rss_world.nn`` only (a test checks it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rss_world.nn import RoutingRecord
+from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
+
+PLANNERS = ("gate", "search")
+
+
+@dataclass
+class Plan:
+    """A plan imagined from one frame.
+
+    Attributes:
+        actions: planned actions (0=LEFT, 1=DOWN, 2=RIGHT, 3=UP).
+        frames: ``(T + 1, H, W, 3)`` uint8 imagined frames; ``frames[0]`` is the reconstruction of the input.
+        halted_early: the planner stopped before its horizon (goal, hole, convergence, or search success).
+        steps_saved: horizon minus planned steps.
+        expansions: latent nodes expanded (the gate planner counts its steps).
+        reached_goal: the model's status head says the last frame shows the agent on the goal.
+        reason: why planning stopped: "goal", "hole", "converged", "horizon" or "budget".
+        status: ``(T + 1, 2)`` P(goal), P(hole) along the plan.
+        latents: the ``T + 1`` latents ``(N, D)`` along the plan (for trajectory plots).
+        route: the gate planner's routing record (None for search).
+    """
+
+    actions: list[int]
+    frames: np.ndarray
+    halted_early: bool
+    steps_saved: int
+    expansions: int
+    reached_goal: bool = False
+    reason: str = "horizon"
+    status: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    latents: list[Tensor] = field(default_factory=list)
+    route: RoutingRecord | None = None
+
+
+@dataclass
+class GatePlannerConfig:
+    """Settings of :class:`GatePlanner` (mirrored in ``configs/planner/gate.yaml``).
+
+    Attributes:
+        horizon: most latent steps; ``None`` means ``size * size`` (longer than any shortest path).
+        halt: stop early on goal / hole / convergence (adaptive halting); else always run ``horizon`` steps.
+        goal_threshold: P(agent on goal) above which the goal counts as reached.
+        hole_threshold: P(agent in hole) above which the plan stops (it failed).
+        converge_tol: relative latent change ``|z' - z| / |z|`` below which the rollout has converged.
+    """
+
+    horizon: int | None = None
+    halt: bool = True
+    goal_threshold: float = 0.5
+    hole_threshold: float = 0.5
+    converge_tol: float = 1e-3
+
+
+@dataclass
+class SearchPlannerConfig:
+    """Settings of :class:`SearchPlanner` (mirrored in ``configs/planner/search.yaml``).
+
+    Attributes:
+        max_depth: deepest plan; ``None`` means ``size * size``.
+        max_expansions: budget of expanded nodes (each expansion imagines four children).
+        batch: nodes expanded together in one batched ``step`` call.
+        beam_width: keep only the best this many frontier nodes (``None``: unbounded best-first search).
+        prior_weight: ``λ`` in the cost ``depth + λ·(−log π)`` (0: breadth-first).
+        goal_threshold: P(agent on goal) above which a child ends the search.
+        hole_threshold: P(agent in hole) above which a child is pruned.
+        dedupe: "frame" (max per-cell RMS difference of decoded frames) or "latent" (max per-token relative L2).
+        dedupe_threshold: distance under which two states are the same.
+    """
+
+    max_depth: int | None = None
+    max_expansions: int = 400
+    batch: int = 8
+    beam_width: int | None = None
+    prior_weight: float = 0.1
+    goal_threshold: float = 0.5
+    hole_threshold: float = 0.5
+    dedupe: str = "frame"
+    dedupe_threshold: float = 0.06
+
+    def validate(self) -> None:
+        if self.dedupe not in ("frame", "latent"):
+            raise ValueError(f"dedupe must be 'frame' or 'latent', got {self.dedupe!r}")
+        if self.max_expansions < 1 or self.batch < 1 or (self.beam_width is not None and self.beam_width < 1):
+            raise ValueError(f"max_expansions, batch and beam_width must be >= 1: {self}")
+        if self.prior_weight < 0 or self.dedupe_threshold < 0:
+            raise ValueError(f"prior_weight and dedupe_threshold must be >= 0: {self}")
+
+
+def _to_input(model: WorldModel, frame: np.ndarray | Tensor) -> tuple[Tensor, int]:
+    x = torch.as_tensor(np.asarray(frame) if not isinstance(frame, Tensor) else frame)
+    if x.dim() != 3:
+        raise ValueError(f"plan() takes one (H, W, 3) uint8 frame, got shape {tuple(x.shape)}")
+    x = x[None].to(next(model.parameters()).device)
+    return x, model.check_frames(x)
+
+
+def _frames_u8(model: WorldModel, latents: list[Tensor]) -> np.ndarray:
+    z = torch.stack(latents)  # (T+1, N, D)
+    return model.to_uint8(model.decode(z)).cpu().numpy()
+
+
+class GatePlanner:
+    """The paper's planner: the gate picks the expert (= action) at every latent step.
+
+    Args:
+        model: a trained world model.
+        cfg: settings (defaults: :class:`GatePlannerConfig`).
+    """
+
+    name = "gate"
+
+    def __init__(self, model: WorldModel, cfg: GatePlannerConfig | None = None) -> None:
+        self.model = model
+        self.cfg = cfg or GatePlannerConfig()
+
+    @torch.no_grad()
+    def plan(self, frame: np.ndarray | Tensor) -> Plan:
+        """Imagine a plan from one ``(H, W, 3)`` uint8 frame."""
+        m, c = self.model.eval(), self.cfg
+        x, size = _to_input(m, frame)
+        horizon = c.horizon if c.horizon is not None else size * size
+        z = m.encode(x)  # (1, N, D)
+        latents, actions, route, reason = [z[0]], [], RoutingRecord(), "horizon"
+        status = [m.status(z)[0]]
+        for _ in range(horizon):
+            z_next, _, sel = m.step(z)
+            actions.append(int(sel.index[0]) // m.cfg.experts_per_action)
+            route.append(sel)
+            st = m.status(z_next)[0]  # (2,)
+            change = float((z_next - z).norm() / z.norm().clamp_min(1e-8))
+            z = z_next
+            latents.append(z[0])
+            status.append(st)
+            if c.halt:
+                if st[0] > c.goal_threshold:
+                    reason = "goal"
+                elif st[1] > c.hole_threshold:
+                    reason = "hole"
+                elif change < c.converge_tol:
+                    reason = "converged"
+                if reason != "horizon":
+                    break
+        st_all = torch.stack(status).float().cpu().numpy()
+        return Plan(actions=actions, frames=_frames_u8(m, latents), halted_early=len(actions) < horizon,
+                    steps_saved=horizon - len(actions), expansions=len(actions),
+                    reached_goal=bool(st_all[-1, 0] > c.goal_threshold), reason=reason, status=st_all,
+                    latents=latents, route=route)
+
+
+@dataclass
+class _Node:
+    z: Tensor  # (N, D)
+    key: Tensor  # (K,) what dedupe compares
+    depth: int
+    nll: float  # −Σ log π of the actions on the path
+    parent: int  # index into the node list (-1 for the root)
+    action: int
+    status: Tensor  # (2,)
+
+
+class SearchPlanner:
+    """Best-first / beam search over imagined latents, scored by the model's own heads.
+
+    Args:
+        model: a trained world model.
+        cfg: settings (defaults: :class:`SearchPlannerConfig`).
+    """
+
+    name = "search"
+
+    def __init__(self, model: WorldModel, cfg: SearchPlannerConfig | None = None) -> None:
+        self.model = model
+        self.cfg = cfg or SearchPlannerConfig()
+        self.cfg.validate()
+
+    def _keys(self, z: Tensor) -> Tensor:
+        """Dedupe keys ``(B, N, K)``: per-cell pixels of the decoded frame, or scale-normalised tokens."""
+        if self.cfg.dedupe == "latent":
+            return z / z.norm(dim=-1, keepdim=True).mean(1, keepdim=True).clamp_min(1e-8)  # (B, N, D)
+        p = self.model.cfg.cell_px
+        f = self.model.decode(z)  # (B, H, W, 3)
+        b, h, w, _ = f.shape
+        return f.view(b, h // p, p, w // p, p, 3).permute(0, 1, 3, 2, 4, 5).reshape(b, (h // p) * (w // p), -1)
+
+    def _seen(self, keys: Tensor, visited: Tensor) -> Tensor:
+        """``(B,)`` True where a key is within the threshold of a visited key (max over cells / tokens)."""
+        diff = keys[:, None] - visited[None]  # (B, V, N, K)
+        if self.cfg.dedupe == "latent":
+            dist = diff.norm(dim=-1).amax(-1)  # (B, V)
+        else:
+            dist = diff.pow(2).mean(-1).sqrt().amax(-1)  # per-cell RMS; an agent move is ~0.17 on real renders
+        return (dist < self.cfg.dedupe_threshold).any(1)
+
+    @torch.no_grad()
+    def plan(self, frame: np.ndarray | Tensor) -> Plan:
+        """Search for a plan to the goal from one ``(H, W, 3)`` uint8 frame."""
+        m, c = self.model.eval(), self.cfg
+        x, size = _to_input(m, frame)
+        max_depth = c.max_depth if c.max_depth is not None else size * size
+        z0 = m.encode(x)
+        nodes = [_Node(z0[0], self._keys(z0)[0], 0, 0.0, -1, -1, m.status(z0)[0])]
+        visited = nodes[0].key[None]
+        frontier: list[tuple[float, int]] = [(0.0, 0)]
+        expansions, goal, reason = 0, None, "budget"
+        while frontier and expansions < c.max_expansions and goal is None:
+            take = min(c.batch, c.max_expansions - expansions)
+            batch = [heapq.heappop(frontier)[1] for _ in range(min(take, len(frontier)))]
+            batch = [i for i in batch if nodes[i].depth < max_depth]
+            if not batch:
+                continue
+            expansions += len(batch)
+            z = torch.stack([nodes[i].z for i in batch])  # (b, N, D)
+            zz = z.repeat_interleave(NUM_ACTIONS, 0)  # (4b, N, D)
+            acts = torch.arange(NUM_ACTIONS, device=z.device).repeat(len(batch))
+            prior = m.policy(z).clamp_min(1e-8).log()  # (b, 4)
+            children, _, _ = m.step(zz, acts)
+            status = m.status(children)  # (4b, 2)
+            keys = self._keys(children)
+            best_goal = None
+            for j in range(len(acts)):
+                parent = nodes[batch[j // NUM_ACTIONS]]
+                a = j % NUM_ACTIONS
+                if status[j, 1] > c.hole_threshold or bool(self._seen(keys[j:j + 1], visited)[0]):
+                    continue
+                node = _Node(children[j], keys[j], parent.depth + 1, parent.nll - float(prior[j // NUM_ACTIONS, a]),
+                             batch[j // NUM_ACTIONS], a, status[j])
+                nodes.append(node)
+                visited = torch.cat([visited, node.key[None]])
+                cost = node.depth + c.prior_weight * node.nll
+                if status[j, 0] > c.goal_threshold:
+                    if best_goal is None or cost < best_goal[0]:
+                        best_goal = (cost, len(nodes) - 1)
+                else:
+                    heapq.heappush(frontier, (cost, len(nodes) - 1))
+            if best_goal is not None:
+                goal, reason = best_goal[1], "goal"
+            if c.beam_width is not None and len(frontier) > c.beam_width:
+                frontier = heapq.nsmallest(c.beam_width, frontier)
+                heapq.heapify(frontier)
+        if goal is None:
+            # No goal within the budget: return the path to the deepest node, most likely under the gate's
+            # prior, so a closed-loop controller still gets a sensible first action.
+            return self._fallback(nodes, max_depth, expansions, reason if frontier else "horizon")
+        return self._path_plan(nodes, goal, max_depth, expansions, reason)
+
+    def _path(self, nodes: list[_Node], i: int) -> list[int]:
+        path = []
+        while i >= 0:
+            path.append(i)
+            i = nodes[i].parent
+        return path[::-1]
+
+    def _path_plan(self, nodes: list[_Node], i: int, max_depth: int, expansions: int, reason: str) -> Plan:
+        idx = self._path(nodes, i)
+        latents = [nodes[k].z for k in idx]
+        status = torch.stack([nodes[k].status for k in idx]).float().cpu().numpy()
+        actions = [nodes[k].action for k in idx[1:]]
+        return Plan(actions=actions, frames=_frames_u8(self.model, latents), halted_early=len(actions) < max_depth,
+                    steps_saved=max_depth - len(actions), expansions=expansions,
+                    reached_goal=reason == "goal", reason=reason, status=status, latents=latents)
+
+    def _fallback(self, nodes: list[_Node], max_depth: int, expansions: int, reason: str) -> Plan:
+        best = min(range(len(nodes)),
+                   key=lambda k: (-nodes[k].depth, nodes[k].nll) if math.isfinite(nodes[k].nll) else (0, math.inf))
+        plan = self._path_plan(nodes, best, max_depth, expansions, reason)
+        if not plan.actions:  # nothing survived the first expansion: take the gate's choice
+            z = nodes[0].z[None]
+            plan.actions = [int(self.model.policy(z)[0].argmax())]
+            z1, _, _ = self.model.step(z, torch.tensor(plan.actions, device=z.device))
+            plan.latents.append(z1[0])
+            plan.frames = _frames_u8(self.model, plan.latents)
+            plan.status = np.concatenate([plan.status, self.model.status(z1).float().cpu().numpy()])
+            plan.steps_saved = max_depth - 1
+        return plan
+
+
+def make_planner(name: str, model: WorldModel, **kwargs) -> GatePlanner | SearchPlanner:
+    """Build a planner by name (``"gate"`` or ``"search"``) with config overrides as keyword arguments."""
+    if name == "gate":
+        return GatePlanner(model, GatePlannerConfig(**kwargs))
+    if name == "search":
+        return SearchPlanner(model, SearchPlannerConfig(**kwargs))
+    raise ValueError(f"unknown planner {name!r}, expected one of {PLANNERS}")
