@@ -1,0 +1,123 @@
+"""The accelerate trainer for the variants: only adapters and gates move, NaN is caught, configs compose."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from hydra import compose, initialize_config_module
+from safetensors.torch import save_file
+
+from rss_world.nn import RSRConfig
+from rss_world.variants import attach_rsr, load_adapters
+from rss_world.variants.losses import dit_loss, sd3_loss
+from rss_world.variants.tiny import tiny_dit, tiny_sd3
+from rss_world.variants.training import build_model, main, train_variant
+
+torch.set_num_threads(1)
+
+
+def _cfg(*overrides: str):
+    with initialize_config_module("rss_world.configs", version_base=None):
+        return compose("train_variant", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("variant", ["dit", "sd3"])
+def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
+    cfg = _cfg(f"variant={variant}", "steps=3", "batch_size=8", "lr=1e-2", f"output_dir={tmp_path}",
+               "variant.rsr.num_experts=3")
+    torch.manual_seed(0)
+    base = build_model(dict(cfg.variant))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    torch.manual_seed(0)
+    result = train_variant(cfg)
+    model, handle = result["model"], result["handle"]
+    trained = {id(p) for p in handle.parameters()}
+    for name, p in model.named_parameters():
+        if id(p) not in trained:
+            assert torch.equal(p, before[name]), f"frozen parameter {name} changed"
+    parts = {n: p for i, proc in handle.processors.items() for n, p in proc.rsr.named_parameters()
+             if id(p) in trained}
+    for n in ("lora_q.B", "lora_q.A", "lora_v.B", "gate.out.weight", "gate.cond.weight"):
+        assert parts[n].abs().sum() > 0
+    assert len(result["losses"]) == 3
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert summary["processes"] == 1 and summary["replicas_in_sync"]
+    reloaded = build_model(dict(cfg.variant))
+    load_adapters(reloaded, tmp_path / "adapters")
+    for a, b in zip(handle.parameters(), reloaded._rsr_handle.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["dit", "sd3"])
+def test_one_optimizer_step_changes_only_adapter_params(kind):
+    model = tiny_dit() if kind == "dit" else tiny_sd3()
+    model.train()
+    handle = attach_rsr(model, [0], RSRConfig(num_experts=2, steps=2, rank=4))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(handle.parameters(), lr=1e-2, weight_decay=0.0)
+    x0 = torch.randn(4, 4, 8, 8)
+    if kind == "dit":
+        loss = dit_loss(model, DDPMScheduler(), x0, torch.tensor([0, 1, 2, 3]))
+    else:
+        loss = sd3_loss(model, FlowMatchEulerDiscreteScheduler(), x0, torch.randn(4, 5, 16), torch.randn(4, 16))
+    (loss + 0.01 * handle.balance_loss()).backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    adapter = {n for n, p in model.named_parameters() if any(p is q for q in handle.parameters())}
+    assert changed and changed <= adapter
+    # LoRA B starts at zero, so the first step moves every B; A gets exactly zero gradient (the gate moves
+    # only through the balance loss)
+    assert {n for n in adapter if n.endswith(".B")} <= changed
+    assert not any(n.endswith(".A") for n in changed)
+
+
+def test_nan_loss_raises_clear_error(tmp_path):
+    latents = torch.randn(8, 1, 16, 16)
+    latents[0, 0, 0, 0] = float("nan")
+    save_file({"latents": latents, "class_labels": torch.arange(8)}, str(tmp_path / "bad.safetensors"))
+    cfg = _cfg("variant=dit", "steps=2", "batch_size=8", "data.kind=tensors", f"data.path={tmp_path}/bad.safetensors",
+               f"output_dir={tmp_path}/out")
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 0"):
+        train_variant(cfg)
+
+
+def test_local_pretrained_base_and_bad_config(tmp_path):
+    torch.manual_seed(0)
+    build_model(dict(_cfg("variant=sd3").variant)).save_pretrained(tmp_path / "sd3" / "transformer")
+    cfg = _cfg("variant=sd3", "steps=1", "batch_size=4", f"variant.pretrained={tmp_path}/sd3",
+               "variant.subfolder=transformer", f"output_dir={tmp_path}/out")
+    assert main(cfg)["losses"]
+    with pytest.raises(ValueError, match="local directory"):
+        train_variant(_cfg("variant=dit", f"variant.pretrained={tmp_path}/missing"))
+    with pytest.raises(ValueError, match="out of range"):
+        train_variant(_cfg("variant=dit", "variant.layers=[7]", f"output_dir={tmp_path}/o2"))
+    with pytest.raises(ValueError, match="data.kind"):
+        train_variant(_cfg("variant=dit", "data.kind=images", f"output_dir={tmp_path}/o3"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+def test_two_process_accelerate_launch(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from hydra import compose, initialize_config_module\n"
+        "from rss_world.variants.training import main\n"
+        "with initialize_config_module('rss_world.configs', version_base=None):\n"
+        "    main(compose('train_variant', overrides=sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), "variant=dit", "steps=2",
+           "batch_size=8", f"output_dir={tmp_path}/out"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["replicas_in_sync"]
+    assert sys.executable  # launched with the same interpreter's accelerate
