@@ -17,6 +17,7 @@ same way:
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,8 +169,10 @@ def validate_layers(layers: Any, num_layers: int) -> list[int]:
     if not layers:
         raise ValueError("layers must name at least one transformer block")
     for i in layers:
-        if isinstance(i, bool) or not isinstance(i, int):
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
             raise ValueError(f"layer indices must be integers, got {i!r} in {layers}")
+    layers = [int(i) for i in layers]
+    for i in layers:
         if not 0 <= i < num_layers:
             raise ValueError(
                 f"layer index {i} is out of range: the model has {num_layers} blocks (0..{num_layers - 1})"
