@@ -1,0 +1,64 @@
+"""The rule: no planner may read the frame parser or the real map; planning happens in the model's latent space."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import rss_world.planning as planning
+from rss_world.envs import maps as maps_mod
+from rss_world.envs import oracle, parser, render
+from rss_world.envs.render import render_grid
+from rss_world.nn.world_model import WorldModel, WorldModelConfig
+
+torch.set_num_threads(1)
+ALLOWED = {"__future__", "heapq", "math", "dataclasses", "numpy", "torch", "rss_world.nn", "rss_world.nn.world_model"}
+
+
+def test_planning_module_imports_nothing_from_envs():
+    tree = ast.parse(Path(planning.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert imported <= ALLOWED, imported - ALLOWED
+    assert not [m for m in imported if "envs" in m or "parser" in m or "gymnasium" in m]
+
+
+def test_importing_planning_loads_no_env_code():
+    code = ("import sys, rss_world.planning; bad = [m for m in sys.modules if m.startswith('rss_world.envs') "
+            "or m.startswith('gymnasium')]; print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_planners_never_call_the_parser_the_map_or_the_oracle(monkeypatch):
+    desc = ("SFH", "FFF", "HFG")
+    frame = render_grid(desc, (0, 0))  # made before the trap is set
+
+    def trap(*args, **kwargs):
+        raise AssertionError("a planner touched the parser, the map or the oracle")
+
+    for mod in (parser, oracle, maps_mod, render):
+        for name in dir(mod):
+            if callable(getattr(mod, name)) and not name.startswith("_") and getattr(mod, name).__module__ == mod.__name__:
+                monkeypatch.setattr(mod, name, trap)
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
+    # Thresholds above 1 keep the search expanding until its budget: every code path of both planners runs.
+    for planner in (planning.GatePlanner(model, planning.GatePlannerConfig(goal_threshold=1.1, hole_threshold=1.1)),
+                    planning.SearchPlanner(model, planning.SearchPlannerConfig(goal_threshold=1.1, hole_threshold=1.1,
+                                                                               dedupe_threshold=0.0,
+                                                                               max_expansions=24)),
+                    planning.SearchPlanner(model)):
+        plan = planner.plan(frame)
+        assert plan.actions
+        if isinstance(planner, planning.SearchPlanner) and planner.cfg.max_expansions == 24:
+            assert plan.expansions == 24 and plan.reason == "budget"
+    with pytest.raises(AssertionError, match="touched"):
+        parser.parse_frame(frame)  # the trap is live
