@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import rss_world.planning as planning
 from rss_world.envs import maps as maps_mod
 from rss_world.envs import oracle, parser, render
 from rss_world.envs.render import render_grid
+
+import rss_world.planning as planning
 from rss_world.nn.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
@@ -46,7 +46,8 @@ def test_planners_never_call_the_parser_the_map_or_the_oracle(monkeypatch):
 
     for mod in (parser, oracle, maps_mod, render):
         for name in dir(mod):
-            if callable(getattr(mod, name)) and not name.startswith("_") and getattr(mod, name).__module__ == mod.__name__:
+            obj = getattr(mod, name)
+            if callable(obj) and not name.startswith("_") and getattr(obj, "__module__", None) == mod.__name__:
                 monkeypatch.setattr(mod, name, trap)
     torch.manual_seed(0)
     model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
