@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from rss_world.envs import frozenlake, metrics, oracle, parser, render
 from rss_world.envs import maps as maps_mod
-from rss_world.envs import oracle, parser, render
 from rss_world.envs.render import render_grid
 
 import rss_world.planning as planning
@@ -44,7 +44,7 @@ def test_planners_never_call_the_parser_the_map_or_the_oracle(monkeypatch):
     def trap(*args, **kwargs):
         raise AssertionError("a planner touched the parser, the map or the oracle")
 
-    for mod in (parser, oracle, maps_mod, render):
+    for mod in (parser, oracle, maps_mod, render, frozenlake, metrics):
         for name in dir(mod):
             obj = getattr(mod, name)
             if callable(obj) and not name.startswith("_") and getattr(obj, "__module__", None) == mod.__name__:
