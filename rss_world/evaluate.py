@@ -134,7 +134,7 @@ def run_benchmark(cfg) -> dict:
 
 def to_markdown(results: dict) -> str:
     """Overall table (one row per method) and per-size tables."""
-    head = "| method | episodes | " + " | ".join(n for _, n in COLUMNS) + " | suite CPU s |"
+    head = "| method | episodes | " + " | ".join(n for _, n in COLUMNS) + " | suite s (CPU) |"
     sep = "|" + "---|" * (len(COLUMNS) + 3)
     lines = ["## Overall", "", head, sep]
     for name, r in results["methods"].items():
@@ -142,7 +142,7 @@ def to_markdown(results: dict) -> str:
         lines.append(f"| {name} | {s['episodes']} | " + " | ".join(_fmt(k, s[k]) for k, _ in COLUMNS)
                      + f" | {r['seconds']:.1f} |")
     for name, r in results["methods"].items():
-        lines += ["", f"### {name}: per size", "", head.replace("method", "size").replace(" suite CPU s |", ""),
+        lines += ["", f"### {name}: per size", "", head.replace("method", "size").replace(" suite s (CPU) |", ""),
                   sep[:-4]]
         for size, m in r["summary"]["per_size"].items():
             lines.append(f"| {size} | {m['episodes']} | " + " | ".join(_fmt(k, m[k]) for k, _ in COLUMNS) + " |")
