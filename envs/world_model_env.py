@@ -1,0 +1,299 @@
+"""The learned world model as a gymnasium environment (agents train "in imagination").
+
+* :class:`LatentSlots` holds the latent states of several imagined episodes, of mixed grid sizes, and steps
+  them with one batched forward pass per grid size (never a Python loop over episodes). Both the single env
+  below and the batched SB3 ``VecEnv`` (:mod:`rss_world.envs.world_model_vec_env`) use it.
+* :class:`WorldModelEnv`: ``reset`` renders a real start frame of a map and encodes it; ``step`` advances the
+  latent with the action's expert and decodes the frame. Reward and termination come from the model's own
+  status head (DIAMOND-style reward/termination model): P(agent on goal) > threshold gives reward 1 and ends
+  the episode, P(agent in hole) > threshold ends it; the episode is truncated at a step limit.
+* :func:`head_parser_agreement`: how often those heads agree with the frame parser's reading of the decoded
+  frames (the parser is used only for this measurement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from rss_world.envs.maps import MapSpec, find_cell, load_suite, map_id, validate_desc
+from rss_world.envs.parser import parse_frame
+from rss_world.envs.render import render_grid
+
+from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
+
+Suite = Sequence[MapSpec | Sequence[str]] | str | Path
+
+
+def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | None, pad_to: int | None,
+                 max_size: int = 16) -> tuple[list[MapSpec], int]:
+    """Maps an imagined env draws from, and the canvas side in cells.
+
+    Args:
+        desc: one map (row strings); exactly one of ``desc`` and ``suite``.
+        suite: maps (MapSpec or row tuples) or a JSONL path.
+        size: keep only maps of this size.
+        pad_to: frames are zero-padded (bottom/right) to this many cells, so maps of sizes up to ``pad_to`` share
+            one observation space; None: every map must have one size, the canvas.
+        max_size: the model's largest grid.
+
+    Raises:
+        ValueError: both or neither of desc/suite, invalid maps, mixed sizes without ``pad_to``, no map left.
+    """
+    if (desc is None) == (suite is None):
+        raise ValueError("give exactly one of desc= and suite=")
+    if desc is not None:
+        validate_desc(list(desc), map_id(desc))
+        maps = [MapSpec(map_id(desc), tuple(desc))]
+    elif isinstance(suite, str | Path):
+        maps = load_suite(suite)
+    else:
+        maps = [m if isinstance(m, MapSpec) else MapSpec(map_id(m), tuple(m)) for m in suite]
+        for m in maps:
+            validate_desc(list(m.desc), m.id)
+    have = sorted({m.size for m in maps})
+    if size is not None:
+        maps = [m for m in maps if m.size == size]
+    if pad_to is not None:
+        if not 2 <= pad_to <= max_size:
+            raise ValueError(f"pad_to={pad_to} is outside 2..{max_size} (the model's max_size)")
+        maps = [m for m in maps if m.size <= pad_to]
+    if not maps:
+        raise ValueError(f"no map left for size={size}, pad_to={pad_to} (the suite has sizes {have})")
+    sizes = sorted({m.size for m in maps})
+    if pad_to is None and len(sizes) != 1:
+        raise ValueError(f"suite has map sizes {sizes}; pass size= to pick one or pad_to= to pad frames")
+    canvas = pad_to if pad_to is not None else sizes[0]
+    if canvas > max_size:
+        raise ValueError(f"map size {canvas} exceeds the model's max_size {max_size}")
+    return maps, canvas
+
+
+def start_frame(desc: Sequence[str], cell_px: int = 16) -> np.ndarray:
+    """The real frame of ``desc`` with the agent on its start cell, ``(n·cell_px, n·cell_px, 3)`` uint8."""
+    return render_grid(desc, find_cell(desc, "S"), cell_px)
+
+
+def pad_frame(frame: np.ndarray, side: int) -> np.ndarray:
+    """Zero-pad an ``(h, w, 3)`` frame at the bottom and right to ``(side, side, 3)``."""
+    h, w = frame.shape[:2]
+    if h > side or w > side:
+        raise ValueError(f"frame {h}x{w} is larger than the canvas {side}x{side}")
+    out = np.zeros((side, side, 3), np.uint8)
+    out[:h, :w] = frame
+    return out
+
+
+def check_action(action: Any) -> int:
+    """Return ``action`` as an int, or raise a ``ValueError`` naming the problem (type, shape, range)."""
+    a = np.asarray(action)
+    if a.shape != ():
+        raise ValueError(f"action must be a scalar integer in 0..{NUM_ACTIONS - 1}, got shape {a.shape}: {action!r}")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, got {a.dtype} {action!r}")
+    if not 0 <= int(a) < NUM_ACTIONS:
+        raise ValueError(f"action {int(a)} is out of range 0..{NUM_ACTIONS - 1}")
+    return int(a)
+
+
+class LatentSlots:
+    """Latent states of ``num`` imagined episodes of mixed grid sizes, stepped in batched forward passes.
+
+    Latents are kept in one ``(num, canvas², D)`` tensor; an episode of size ``n`` uses its first ``n²`` tokens.
+    A step runs one ``model.step`` + ``decode`` + ``status`` per distinct grid size in the batch.
+
+    Args:
+        model: the world model (switched to ``eval()``).
+        num: number of episodes.
+        canvas: canvas side in cells (observations are padded to ``canvas · cell_px`` pixels).
+        device: torch device of the model (default: where its parameters are).
+    """
+
+    def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None) -> None:
+        if num < 1:
+            raise ValueError(f"need at least one episode slot, got {num}")
+        self.model = model.eval()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device)
+        self.cell_px = model.cfg.cell_px
+        self.canvas = canvas
+        self.side = canvas * self.cell_px
+        self.z = torch.zeros(num, canvas * canvas, model.cfg.dim, device=self.device)  # (B, N_max, D)
+        self.sizes = np.zeros(num, np.int64)
+
+    def _groups(self, idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        sizes = self.sizes[idx]
+        return [(int(s), np.flatnonzero(sizes == s)) for s in np.unique(sizes)]
+
+    @torch.no_grad()
+    def load(self, idx: np.ndarray, descs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Start episodes ``idx`` on ``descs``: encode the real start frames.
+
+        Returns:
+            ``(frames (k, side, side, 3) uint8`` (the real start frames, padded), ``status (k, 2))``.
+        """
+        idx = np.asarray(idx, np.int64)
+        starts = [start_frame(d, self.cell_px) for d in descs]
+        self.sizes[idx] = [len(d) for d in descs]
+        obs = np.stack([pad_frame(f, self.side) for f in starts])
+        status = np.zeros((len(idx), 2), np.float32)
+        for n, local in self._groups(idx):
+            x = torch.as_tensor(np.stack([starts[k] for k in local]), device=self.device)
+            z = self.model.encode(x)  # (b, n², D)
+            rows = torch.as_tensor(idx[local], device=self.device)
+            self.z[rows, : n * n] = z
+            status[local] = self.model.status(z).float().cpu().numpy()
+        return obs, status
+
+    @torch.no_grad()
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every episode by its action (validated by the caller).
+
+        Returns:
+            ``(frames (num, side, side, 3) uint8`` decoded and padded, ``status (num, 2))``.
+        """
+        num = len(self.sizes)
+        obs = np.zeros((num, self.side, self.side, 3), np.uint8)
+        status = np.zeros((num, 2), np.float32)
+        act = torch.as_tensor(np.asarray(actions, np.int64), device=self.device)
+        for n, rows_np in self._groups(np.arange(num)):
+            rows = torch.as_tensor(rows_np, device=self.device)
+            z, _, _ = self.model.step(self.z[rows, : n * n], act[rows])  # (b, n², D)
+            self.z[rows, : n * n] = z
+            px = n * self.cell_px
+            obs[rows_np, :px, :px] = self.model.to_uint8(self.model.decode(z)).cpu().numpy()
+            status[rows_np] = self.model.status(z).float().cpu().numpy()
+        return obs, status
+
+
+class WorldModelEnv(gym.Env):
+    """FrozenLake imagined by a :class:`~rss_world.nn.world_model.WorldModel`.
+
+    Observation: ``Box(0, 255, (canvas·cell_px, canvas·cell_px, 3), uint8)``; the canvas is the map size, or
+    ``pad_to`` cells when frames of several sizes are zero-padded to one space. Actions: ``Discrete(4)``
+    (0=LEFT, 1=DOWN, 2=RIGHT, 3=UP). ``reset`` picks a map with the env's RNG unless
+    ``options={"map_index": i}`` or ``options={"desc": rows}``; its observation is the real start frame.
+
+    Info keys: ``p_goal``, ``p_hole`` (the status head's probabilities for the current latent), ``map_id``,
+    ``map_index``, ``size``, ``steps``.
+
+    Args:
+        model: the world model.
+        desc: one map; exactly one of ``desc`` and ``suite``.
+        suite: maps or a JSONL path.
+        size: keep only maps of this size.
+        pad_to: canvas side in cells for mixed sizes (see :func:`resolve_maps`).
+        max_steps: step limit (truncation); default ``4 · size²`` of the episode's map, as the real env.
+        threshold: probability above which the goal / hole head ends the episode.
+        device: torch device for the model.
+        render_mode: None or "rgb_array".
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, model: WorldModel, desc: Sequence[str] | None = None, suite: Suite | None = None,
+                 size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
+                 threshold: float = 0.5, device: str | torch.device | None = None,
+                 render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
+        self.slots = LatentSlots(model, 1, canvas, device)
+        self.model = self.slots.model
+        self.cell_px, self.canvas = self.slots.cell_px, canvas
+        self.max_steps, self.threshold, self.render_mode = max_steps, threshold, render_mode
+        side = self.slots.side
+        self.observation_space = spaces.Box(0, 255, (side, side, 3), dtype=np.uint8)
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.spec_map: MapSpec | None = None
+        self._map_index, self._steps, self._limit = -1, 0, 0
+        self._frame: np.ndarray | None = None
+
+    def _info(self, status: np.ndarray) -> dict[str, Any]:
+        assert self.spec_map is not None
+        return {"p_goal": float(status[0]), "p_hole": float(status[1]), "map_id": self.spec_map.id,
+                "map_index": self._map_index, "size": self.spec_map.size, "steps": self._steps}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Start an imagined episode from the real start frame of a map."""
+        super().reset(seed=seed)
+        spec, index = pick_map(self.maps, options or {}, self.np_random, self.canvas)
+        obs, status = self.slots.load(np.array([0]), [spec.desc])
+        self.spec_map, self._map_index, self._steps = spec, index, 0
+        self._limit = self.max_steps or 4 * spec.size ** 2
+        self._frame = obs[0]
+        return obs[0].copy(), self._info(status[0])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Advance the latent with the action's expert; reward/termination from the status head."""
+        a = check_action(action)
+        if self.spec_map is None:
+            raise RuntimeError("call reset() before step()")
+        obs, status = self.slots.step(np.array([a]))
+        self._steps += 1
+        goal, hole = bool(status[0, 0] > self.threshold), bool(status[0, 1] > self.threshold)
+        terminated = goal or hole
+        truncated = not terminated and self._steps >= self._limit
+        self._frame = obs[0]
+        return obs[0].copy(), float(goal), terminated, truncated, self._info(status[0])
+
+    def render(self) -> np.ndarray | None:
+        """The current frame when ``render_mode="rgb_array"``."""
+        if self.render_mode != "rgb_array" or self._frame is None:
+            return None
+        return self._frame.copy()
+
+
+def pick_map(maps: Sequence[MapSpec], options: dict, rng: np.random.Generator, canvas: int) -> tuple[MapSpec, int]:
+    """The map a reset starts on: ``options["desc"]``, ``options["map_index"]`` or a draw from ``rng``."""
+    if "desc" in options:
+        d = tuple(options["desc"])
+        validate_desc(list(d), map_id(d))
+        if len(d) > canvas:
+            raise ValueError(f"options desc has size {len(d)}, larger than the env's canvas of {canvas} cells")
+        return MapSpec(map_id(d), d), -1
+    index = int(options["map_index"]) if "map_index" in options else int(rng.integers(len(maps)))
+    if not 0 <= index < len(maps):
+        raise ValueError(f"map_index {index} outside 0-{len(maps) - 1}")
+    return maps[index], index
+
+
+def head_parser_agreement(frames: Sequence[np.ndarray], status: np.ndarray, sizes: Sequence[int],
+                          threshold: float = 0.5, cell_px: int = 16) -> dict[str, float]:
+    """How often the status heads agree with the frame parser on decoded frames.
+
+    Args:
+        frames: decoded frames (padded or not); frame ``k`` is cropped to ``sizes[k]`` cells before parsing.
+        status: ``(K, 2)`` head probabilities [P(goal), P(hole)] for the same latents.
+        sizes: grid size of each frame.
+        threshold: decision threshold of the heads.
+        cell_px: pixels per cell.
+
+    Returns:
+        ``frames``, ``goal_agreement``, ``hole_agreement``, ``agreement`` (both agree), and the rates at which
+        the heads and the parser say goal / hole.
+    """
+    status = np.asarray(status, np.float32).reshape(-1, 2)
+    if len(frames) != len(status) or len(sizes) != len(status):
+        raise ValueError(f"{len(frames)} frames, {len(status)} status rows and {len(sizes)} sizes differ")
+    if not len(frames):
+        raise ValueError("no frames to measure")
+    parsed = [parse_frame(np.asarray(f)[: n * cell_px, : n * cell_px], size=n)
+              for f, n in zip(frames, sizes, strict=True)]
+    p_goal = np.array([p.agent_on_goal for p in parsed])
+    p_hole = np.array([p.agent_in_hole for p in parsed])
+    h_goal, h_hole = status[:, 0] > threshold, status[:, 1] > threshold
+    return {"frames": float(len(parsed)), "goal_agreement": float((p_goal == h_goal).mean()),
+            "hole_agreement": float((p_hole == h_hole).mean()),
+            "agreement": float(((p_goal == h_goal) & (p_hole == h_hole)).mean()),
+            "heads_goal_rate": float(h_goal.mean()), "parser_goal_rate": float(p_goal.mean()),
+            "heads_hole_rate": float(h_hole.mean()), "parser_hole_rate": float(p_hole.mean())}
