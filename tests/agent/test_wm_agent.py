@@ -1,0 +1,58 @@
+"""Agents in the loop on tiny models: a short PPO run in the batched VecEnv saves and loads; eval, replay, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from rss_world.envs.maps import load_default_suite
+
+from rss_world import agent as ag
+from rss_world.checkpoint import save_model
+from rss_world.nn.world_model import WorldModel, WorldModelConfig
+
+torch.set_num_threads(1)
+
+
+def tiny() -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
+
+
+def test_short_ppo_in_vecenv_saves_and_loads(tmp_path):
+    maps = load_default_suite("train", [3, 4])[:12]
+    agent, meta = ag.train("ppo", "wm", 64, maps, tiny(), n_envs=8, pad_to=4, seed=0)
+    assert meta["steps"] >= 64 and meta["real_env_steps"] == 0
+    path = ag.save_agent(agent, tmp_path / "a.zip", meta)
+    loaded, meta2 = ag.load_agent(path)
+    assert meta2 == meta
+    obs = np.zeros((64, 64, 3), np.uint8)
+    assert loaded.predict(obs, deterministic=True)[0] == agent.predict(obs, deterministic=True)[0]
+    summary = ag.evaluate(loaded, meta, ag.eval_maps([3, 4], 4))
+    assert summary["episodes"] == 4 and 0 <= summary["success_rate"] <= 1
+
+
+def test_short_real_training_counts_real_steps():
+    agent, meta = ag.train("ppo", "real", 32, load_default_suite("train", [3])[:5], n_envs=4, pad_to=3)
+    assert meta["real_env_steps"] == meta["steps"] >= 32
+
+
+def test_replay_and_video(tmp_path):
+    model = tiny()
+    desc = ("SFF", "FHF", "FFG")
+    rp = ag.imagine_and_replay(model, desc, "oracle", horizon=16)
+    assert rp.actions == [1, 1, 2, 2]
+    assert len(rp.real) == len(rp.imagined) == 5 and rp.cells[-1] == (2, 2)
+    assert rp.exact(0) is not None and rp.exact(5) is None
+    n = ag.write_play_video([rp], tmp_path / "p.gif")
+    assert n == 5 and (tmp_path / "p.gif").stat().st_size > 0
+
+
+def test_cli_play_and_errors(tmp_path, capsys):
+    save_model(tmp_path / "wm", tiny())
+    out = tmp_path / "v.gif"
+    assert ag.main(["play", "--checkpoint", str(tmp_path / "wm"), "--out", str(out), "--episodes", "1",
+                    "--sizes", "3", "--horizon", "4"]) == 0
+    assert out.exists()
+    assert ag.main(["play", "--out", str(out)]) == 2
+    assert ag.main(["eval", "--agent", str(tmp_path / "missing.zip")]) == 2
+    assert "error" in capsys.readouterr().err

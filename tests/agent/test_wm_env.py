@@ -1,0 +1,139 @@
+"""WorldModelEnv and WorldModelVecEnv on tiny untrained models: gymnasium checks, batched == single, auto-reset,
+head-driven reward/termination, bad actions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from rss_world.envs.maps import load_default_suite
+from rss_world.envs.world_model_env import WorldModelEnv, head_parser_agreement, start_frame
+from rss_world.envs.world_model_vec_env import WorldModelVecEnv, measure_head_agreement
+
+from rss_world.nn.world_model import WorldModel, WorldModelConfig
+
+torch.set_num_threads(1)
+MAP3 = ("SFF", "FHF", "FFG")
+
+
+def tiny(seed: int = 0, goal: float | None = None, hole: float | None = None) -> WorldModel:
+    """Tiny model; ``goal`` / ``hole`` pin the status head's logits (zero weights) when given."""
+    torch.manual_seed(seed)
+    m = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
+    if goal is not None or hole is not None:
+        with torch.no_grad():
+            m.status_head.weight.zero_()
+            m.status_head.bias.copy_(torch.tensor([goal or -9.0, hole or -9.0]))
+    return m
+
+
+@pytest.fixture(scope="module")
+def maps():
+    suite = load_default_suite("train", [3, 4])
+    return [m for m in suite if m.size == 3][:3] + [m for m in suite if m.size == 4][:3]
+
+
+def test_check_env(maps):
+    check_env(WorldModelEnv(tiny(), suite=maps, pad_to=4), skip_render_check=True)
+    check_env(WorldModelEnv(tiny(hole=-9.0), desc=MAP3), skip_render_check=True)
+
+
+def test_reset_is_real_start_frame_and_shapes(maps):
+    env = WorldModelEnv(tiny(), suite=maps, pad_to=5)
+    obs, info = env.reset(seed=0, options={"map_index": 4})
+    assert obs.shape == (80, 80, 3) and obs.dtype == np.uint8
+    assert info["size"] == 4 and info["map_index"] == 4 and 0 <= info["p_goal"] <= 1
+    np.testing.assert_array_equal(obs[:64, :64], start_frame(maps[4].desc))
+    assert not obs[64:].any() and not obs[:, 64:].any()
+    obs2, *_ = env.step(2)
+    assert obs2.shape == obs.shape and not obs2[64:].any()
+
+
+def test_heads_drive_reward_termination_and_truncation():
+    env = WorldModelEnv(tiny(goal=9.0), desc=MAP3)
+    env.reset(seed=0)
+    _, r, term, trunc, info = env.step(1)
+    assert (r, term, trunc) == (1.0, True, False) and info["p_goal"] > 0.99
+    env = WorldModelEnv(tiny(hole=9.0), desc=MAP3)
+    env.reset(seed=0)
+    assert env.step(1)[1:4] == (0.0, True, False)
+    env = WorldModelEnv(tiny(goal=-9.0), desc=MAP3, max_steps=3)
+    env.reset(seed=0)
+    outs = [env.step(0)[1:4] for _ in range(3)]
+    assert outs == [(0.0, False, False), (0.0, False, False), (0.0, False, True)]
+
+
+@pytest.mark.parametrize("bad", [4, -1, 1.0, True, np.array([1]), "1", None])
+def test_bad_actions_single(bad):
+    env = WorldModelEnv(tiny(), desc=MAP3)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
+
+
+@pytest.mark.parametrize("bad", [np.array([0, 1, 4]), np.array([0, -1, 2]), np.array([0, 1]),
+                                 np.array([[0], [1], [2]]), np.array([0.0, 1.0, 2.0]), np.array([True, False, True])])
+def test_bad_actions_vec(bad):
+    env = WorldModelVecEnv(tiny(), 3, desc=MAP3, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
+
+
+def test_bad_construction(maps):
+    with pytest.raises(ValueError, match="pad_to"):
+        WorldModelEnv(tiny(), suite=maps)
+    with pytest.raises(ValueError, match="exactly one"):
+        WorldModelEnv(tiny(), desc=MAP3, suite=maps)
+    with pytest.raises(ValueError, match="no map"):
+        WorldModelVecEnv(tiny(), 2, suite=maps, size=7)
+
+
+def test_batched_equals_single(maps):
+    model = tiny(1, goal=-9.0, hole=-9.0)  # no head-driven ends, so episodes stay aligned
+    n = len(maps)
+    vec = WorldModelVecEnv(model, n, suite=maps, pad_to=4, max_steps=50, seed=0)
+    vec.set_options([{"map_index": i} for i in range(n)])
+    vobs = vec.reset()
+    singles = [WorldModelEnv(model, suite=maps, pad_to=4, max_steps=50) for _ in range(n)]
+    sobs = np.stack([e.reset(seed=0, options={"map_index": i})[0] for i, e in enumerate(singles)])
+    np.testing.assert_array_equal(vobs, sobs)
+    assert [vec.reset_infos[i]["map_id"] for i in range(n)] == [m.id for m in maps]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.integers(4, size=n)
+        vobs, vr, vd, vinfo = vec.step(a)
+        outs = [e.step(int(a[i])) for i, e in enumerate(singles)]
+        sobs = np.stack([o[0] for o in outs])
+        assert np.abs(vobs.astype(int) - sobs.astype(int)).max() <= 1  # batched matmuls may round differently
+        np.testing.assert_array_equal(vr, [o[1] for o in outs])
+        np.testing.assert_array_equal(vd, [o[2] or o[3] for o in outs])
+        np.testing.assert_allclose([i["p_goal"] for i in vinfo], [o[4]["p_goal"] for o in outs], atol=1e-5)
+
+
+def test_auto_reset_sb3_semantics(maps):
+    vec = WorldModelVecEnv(tiny(goal=-9.0, hole=-9.0), 4, suite=maps, pad_to=4, max_steps=2, seed=0)
+    vec.reset()
+    _, _, dones, _ = vec.step(np.zeros(4, np.int64))
+    assert not dones.any()
+    obs, rew, dones, infos = vec.step(np.ones(4, np.int64))
+    assert dones.all() and not rew.any()
+    for i, info in enumerate(infos):
+        assert info["TimeLimit.truncated"] is True and info["terminal_observation"].shape == obs[i].shape
+        n = vec.slots.sizes[i]
+        np.testing.assert_array_equal(obs[i][: 16 * n, : 16 * n], start_frame(maps[vec._map_index[i]].desc))
+    assert (vec._steps == 0).all()
+    vec = WorldModelVecEnv(tiny(goal=9.0), 3, desc=MAP3, seed=0)
+    vec.reset()
+    obs, rew, dones, infos = vec.step(np.array([0, 1, 2]))
+    assert dones.all() and (rew == 1).all() and not any(i["TimeLimit.truncated"] for i in infos)
+    np.testing.assert_array_equal(obs[0], start_frame(MAP3))
+
+
+def test_head_parser_agreement(maps):
+    frames = [start_frame(MAP3), start_frame(MAP3)]
+    got = head_parser_agreement(frames, np.array([[0.1, 0.1], [0.9, 0.1]]), [3, 3])
+    assert got["goal_agreement"] == 0.5 and got["hole_agreement"] == 1.0 and got["agreement"] == 0.5
+    res = measure_head_agreement(tiny(), maps, steps=2, num_envs=4)
+    assert res["frames"] == 8 and 0 <= res["agreement"] <= 1
