@@ -164,8 +164,12 @@ class RecursiveSparseAttention(nn.Module):
         b, h, n, d = t.shape
         return t.transpose(1, 2).reshape(b, n, h * d)  # (B, N, H*d)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, ctx: tuple[Tensor, Tensor, Tensor] | None):
-        """Joint attention of vision rows (first) and context rows (after); returns the merged outputs."""
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, ctx: tuple[Tensor, Tensor, Tensor] | None,
+                bias: Tensor | None = None):
+        """Joint attention of vision rows (first) and context rows (after); returns the merged outputs.
+
+        ``bias`` is an optional additive attention bias broadcastable to ``(B, H, N+M, N+M)`` (e.g. a 2D
+        relative-position bias)."""
         if self.norm_q is not None:
             q = self.norm_q(q)
         if self.norm_k is not None:
@@ -173,16 +177,19 @@ class RecursiveSparseAttention(nn.Module):
         n = q.shape[2]
         if ctx is not None:
             q, k, v = (torch.cat([a, c], dim=2) for a, c in zip((q, k, v), ctx))
-        a = F.scaled_dot_product_attention(q, k, v)  # (B, H, N+M, d)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N+M, d)
         a = self._merge(a)  # (B, N+M, H*d)
         return a[:, :n], (a[:, n:] if ctx is not None else None)
 
-    def prepare(self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None = None) -> BaseCache:
+    def prepare(
+        self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None = None, attn_bias: Tensor | None = None
+    ) -> BaseCache:
         """Run the frozen base once: projections, base attention and base output.
 
         Args:
             x: vision tokens ``(B, N, D)``.
             context_qkv: optional context ``(q, k, v)``, each ``(B, H, M, d)``, already projected and normed.
+            attn_bias: optional additive bias of the base attention, broadcastable to ``(B, H, N+M, N+M)``.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"vision tokens must be (B, N, {self.dim}), got {tuple(x.shape)}")
@@ -200,14 +207,22 @@ class RecursiveSparseAttention(nn.Module):
         q0 = self._heads(self.base["to_q"](x))  # (B, H, N, d)
         k0 = self._heads(self.base["to_k"](x))
         v0 = self._heads(self.base["to_v"](x))
-        a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv)
+        a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv, attn_bias)
         base_out = self.base["to_out"](a0)  # (B, N, D)
         return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, base_out)
 
     def step(
-        self, state: Tensor, cache: BaseCache, cond: Tensor | None = None, forced: Tensor | None = None
+        self,
+        state: Tensor,
+        cache: BaseCache,
+        cond: Tensor | None = None,
+        forced: Tensor | None = None,
+        attn_bias: Tensor | Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None, Selection]:
         """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
+
+        ``attn_bias`` is an additive attention bias for this step, or a callable mapping the chosen expert
+        index to one (per-expert position biases, as the world model uses).
 
         Returns:
             ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
@@ -218,8 +233,9 @@ class RecursiveSparseAttention(nn.Module):
         dq = self.lora_q(state, index=sel.index) * coef  # (B, N, H*d)
         dk = self.lora_k(state, index=sel.index) * coef
         dv = self.lora_v(state, index=sel.index) * coef
+        bias = attn_bias(sel.index) if callable(attn_bias) else attn_bias
         a, ctx_a = self._attend(
-            cache.q0 + self._heads(dq), cache.k0 + self._heads(dk), cache.v0 + self._heads(dv), cache.ctx
+            cache.q0 + self._heads(dq), cache.k0 + self._heads(dk), cache.v0 + self._heads(dv), cache.ctx, bias
         )
         u = F.linear(a - cache.a0, self.base["to_out"].weight)  # (B, N, D) adapter contribution, no bias
         return state + u, ctx_a, sel

@@ -1,0 +1,267 @@
+"""Accelerate-based trainer for the FrozenLake world model.
+
+Losses on teacher-forced windows of ``horizon`` steps (default 8):
+
+* reconstruction: decoded frame k vs true frame k, for k = 0 (the encoded start) and every latent step;
+* gate: cross-entropy against the oracle's optimal action *set*: ``-log Σ_{a optimal} π(a | z_k)``;
+* status: per-token BCE for "agent on goal here" and "agent in hole here";
+* balance: Switch balance loss over the chosen experts (only when several experts serve one action).
+
+The same code runs on one CPU, one GPU, or several processes (``accelerate launch`` / ``torchrun``): every
+rank samples its own batches from a rank-seeded RNG, and accelerate's DDP averages the gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rss_world.checkpoint import load_model, load_train_state, save_model, save_train_state
+from rss_world.data import Episodes, sample_windows
+from rss_world.nn.routing import balance_loss
+from rss_world.nn.world_model import WorldModel
+
+FrameCheck = Callable[[np.ndarray, np.ndarray, tuple[int, int]], bool]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (``configs/train/*.yaml``)."""
+
+    steps: int = 3000
+    batch: int = 32
+    horizon: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 100
+    recon_weight: float = 10.0
+    agent_weight: float = 20.0  # extra reconstruction weight on the cells the agent leaves and enters
+    gate_weight: float = 1.0
+    status_weight: float = 1.0
+    balance_weight: float = 0.01
+    grad_clip: float = 1.0
+    val_every: int = 500
+    val_windows: int = 48
+    ckpt_every: int = 250
+    seed: int = 0
+    reencode: bool = False  # ablation "no recursion": decode, quantise and re-encode after every step
+
+    def validate(self) -> None:
+        bad = [k for k in ("steps", "batch", "horizon", "val_every", "ckpt_every", "val_windows")
+               if getattr(self, k) < 1]
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad.append("lr")
+        if bad:
+            raise ValueError(f"invalid training config values for {bad}: {self}")
+
+
+class WindowLoss(nn.Module):
+    """Wraps the model so that one ``forward`` computes every loss (what DDP needs to sync gradients)."""
+
+    def __init__(self, model: WorldModel, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def cell_weights(self, cells: Tensor, size: int) -> Tensor:
+        """Per-pixel loss weights ``(B, T+1, H, W, 1)``: ``1 + agent_weight`` on the agent's current and previous
+        cell (the only pixels that change), 1 elsewhere; normalised to mean 1 per frame."""
+        b, t1, _ = cells.shape
+        flat = cells[..., 0] * size + cells[..., 1]  # (B, T+1)
+        w = torch.ones(b, t1, size * size, device=cells.device)
+        w.scatter_add_(2, flat[..., None], torch.full((b, t1, 1), self.cfg.agent_weight, device=cells.device))
+        prev = torch.cat([flat[:, :1], flat[:, :-1]], 1)
+        w.scatter_add_(2, prev[..., None], torch.full((b, t1, 1), self.cfg.agent_weight, device=cells.device))
+        w = w / w.mean(-1, keepdim=True)
+        p = self.model.cfg.cell_px
+        w = w.view(b, t1, size, 1, size, 1).expand(b, t1, size, p, size, p).reshape(b, t1, size * p, size * p)
+        return w[..., None]
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        m, cfg = self.model, self.cfg
+        frames, actions, valid = batch["frames"], batch["actions"], batch["valid"]
+        optimal, status = batch["optimal"], batch["status"]
+        b, t1 = frames.shape[:2]
+        z = m.encode(frames[:, 0])
+        rec, gate, stat, bal = [], [], [], []
+        alive = torch.ones(b, dtype=torch.bool, device=frames.device)
+        weights = self.cell_weights(batch["cells"], frames.shape[2] // m.cfg.cell_px)  # (B, T+1, H, W, 1)
+        for t in range(t1):
+            target = frames[:, t].float() / 255.0
+            err = (m.decode(z) - target).square() * weights[:, t]  # (B, H, W, 3)
+            rec.append((err.mean((1, 2, 3)), alive))
+            stat.append((F.binary_cross_entropy_with_logits(m.status_logits(z), status[:, t], reduction="none")
+                         .mean((1, 2)), alive))
+            if t == t1 - 1:
+                # The last state still gets a gate target when it has one.
+                logits = m.gate_logits(z)
+            else:
+                z_next, logits, sel = m.step(z, actions[:, t])
+                if m.cfg.experts_per_action > 1:
+                    bal.append(balance_loss(sel.probs, sel.index))
+            probs = m.action_probs(logits)
+            has_opt = optimal[:, t].any(-1) & alive
+            p_opt = (probs * optimal[:, t].float()).sum(-1).clamp_min(1e-8)
+            gate.append((-p_opt.log(), has_opt))
+            if t == t1 - 1:
+                break
+            if cfg.reencode:
+                z_next = m.encode(m.to_uint8(m.decode(z_next)).detach())
+            alive = alive & valid[:, t]
+            z = z_next
+
+        def masked(pairs):
+            num = sum((v * w.float()).sum() for v, w in pairs)
+            den = sum(w.float().sum() for _, w in pairs).clamp_min(1.0)
+            return num / den
+
+        out = {"recon": masked(rec), "gate": masked(gate), "status": masked(stat)}
+        out["balance"] = torch.stack(bal).mean() if bal else frames.new_zeros((), dtype=torch.float32)
+        out["loss"] = (cfg.recon_weight * out["recon"] + cfg.gate_weight * out["gate"]
+                       + cfg.status_weight * out["status"] + cfg.balance_weight * out["balance"])
+        return out
+
+
+@torch.no_grad()
+def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig, check: FrameCheck) -> dict:
+    """Per-latent-step exact-grid accuracy of decoded frames and gate top-1 accuracy on held-out maps."""
+    was_training = model.training
+    model.eval()
+    rng = np.random.default_rng(12345)
+    correct = np.zeros(cfg.horizon + 1)
+    count = np.zeros(cfg.horizon + 1)
+    g_ok = g_n = 0
+    for _, ep in sorted(val.items()):
+        batch = sample_windows(ep, cfg.val_windows, cfg.horizon, rng)
+        z = model.encode(batch["frames"][:, 0])
+        alive = np.ones(cfg.val_windows, dtype=bool)
+        for t in range(cfg.horizon + 1):
+            frames = model.to_uint8(model.decode(z)).numpy()
+            probs = model.policy(z).numpy()
+            opt = batch["optimal"][:, t].numpy()
+            for i in np.nonzero(alive)[0]:
+                cell = tuple(int(v) for v in batch["cells"][i, t])
+                correct[t] += check(frames[i], batch["tiles"][i].numpy(), cell)
+                count[t] += 1
+                if opt[i].any():
+                    g_ok += bool(opt[i, probs[i].argmax()])
+                    g_n += 1
+            if t == cfg.horizon:
+                break
+            z, _, _ = model.step(z, batch["actions"][:, t])
+            if cfg.reencode:
+                z = model.encode(model.to_uint8(model.decode(z)))
+            alive &= batch["valid"][:, t].numpy()
+    model.train(was_training)
+    acc = {f"frame_acc_step{t}": float(correct[t] / count[t]) for t in range(cfg.horizon + 1) if count[t]}
+    acc.update({f"frame_n_step{t}": int(count[t]) for t in range(cfg.horizon + 1)})
+    acc["gate_top1"] = g_ok / max(g_n, 1)
+    acc["gate_n"] = g_n
+    return acc
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def train(
+    model: WorldModel,
+    train_data: dict[int, Episodes],
+    val_data: dict[int, Episodes] | None,
+    cfg: TrainConfig,
+    out: str | Path,
+    check: FrameCheck | None = None,
+    resume: bool = False,
+    accelerator=None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train ``model`` and write checkpoints and ``metrics.jsonl`` under ``out``.
+
+    Args:
+        stop_after: stop (as if interrupted) after this many steps of this call; used by resume tests.
+
+    Returns:
+        The last validation metrics (or an empty dict).
+    """
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    cfg.validate()
+    out = Path(out)
+    acc = accelerator or Accelerator()
+    rank = acc.process_index
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, rank])
+    wrapped = WindowLoss(model, cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    start = 0
+    ckpt = out / "checkpoint"
+    if resume:
+        state = load_train_state(ckpt)
+        model.load_state_dict(load_model(ckpt).state_dict())
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+        rng.bit_generator.state = state["rng"][rank]["numpy"]
+        torch.set_rng_state(state["rng"][rank]["torch"])
+    wrapped, opt = acc.prepare(wrapped, opt)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    for _ in range(start):
+        sched.step()
+    sizes = sorted(train_data)
+    metrics_file = out / "metrics.jsonl"
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    last_val: dict = {}
+    t0 = time.time()
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    bar = tqdm(range(start, end), desc="train", disable=not (progress and acc.is_main_process))
+    model.train()
+    for step in bar:
+        size = sizes[int(rng.integers(len(sizes)))]
+        batch = {k: v.to(acc.device) for k, v in sample_windows(train_data[size], cfg.batch, cfg.horizon, rng).items()}
+        losses = wrapped(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"training loss is {losses['loss'].item()} at step {step} (size {size}); stopping. The last good "
+                f"checkpoint in {ckpt} is kept."
+            )
+        opt.zero_grad(set_to_none=True)
+        acc.backward(losses["loss"])
+        if cfg.grad_clip > 0:
+            acc.clip_grad_norm_(wrapped.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if acc.is_main_process:
+            rec = {"step": done, "size": size, "time_s": round(time.time() - t0, 2),
+                   **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", gate=f"{rec['gate']:.3f}")
+            if val_data and check and (done % cfg.val_every == 0 or done == cfg.steps):
+                last_val = validate(model, val_data, cfg, check)
+                rec.update(last_val)
+                bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_val.items()
+                                                       if "acc" in k or "top1" in k))
+            with metrics_file.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if done % cfg.ckpt_every == 0 or done == end:
+            rngs = [None] * acc.num_processes
+            if acc.num_processes > 1:
+                torch.distributed.all_gather_object(rngs, _rng_state(rng))
+            else:
+                rngs = [_rng_state(rng)]
+            if acc.is_main_process:
+                meta = {"step": done, "train": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+                save_model(ckpt, acc.unwrap_model(wrapped).model, meta)
+                save_train_state(ckpt, {"optimizer": opt.state_dict(), "step": done, "rng": rngs})
+            acc.wait_for_everyone()
+    return last_val

@@ -1,0 +1,42 @@
+"""Tiny data and models shared by the world-model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rss_world.data import Episodes
+from rss_world.envs.oracle import move, optimal_action_mask
+from rss_world.envs.render import render_grid
+from rss_world.nn.world_model import WorldModel, WorldModelConfig
+
+MAP3 = ("SFF", "FHF", "FFG")
+TINY = dict(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4)
+
+
+def tiny_model(seed: int = 0, **kw) -> WorldModel:
+    import torch
+
+    torch.manual_seed(seed)
+    return WorldModel(WorldModelConfig(**{**TINY, **kw}))
+
+
+def transitions(desc=MAP3) -> Episodes:
+    """Every one-step transition of ``desc`` from every non-terminal cell, as 1-step episodes."""
+    n = len(desc)
+    frames, actions, cells, optimal = [], [], [], []
+    for r in range(n):
+        for c in range(n):
+            if desc[r][c] in "HG":
+                continue
+            for a in range(4):
+                nxt, _ = move(desc, (r, c), a)
+                frames.append([render_grid(desc, (r, c)), render_grid(desc, nxt)])
+                actions.append([a])
+                cells.append([(r, c), nxt])
+                optimal.append([optimal_action_mask(desc, (r, c)), optimal_action_mask(desc, nxt)])
+    b = len(actions)
+    tiles = np.array([["FHSG".index(ch) for ch in row] for row in desc], dtype=np.int8)
+    return Episodes(size=n, frames=np.array(frames, dtype=np.uint8), actions=np.array(actions, dtype=np.int8),
+                    lengths=np.ones(b, dtype=np.int16), cells=np.array(cells, dtype=np.int8),
+                    optimal=np.array(optimal, dtype=bool), tiles=np.repeat(tiles[None], b, 0),
+                    map_ids=np.array(["m3"] * b))
