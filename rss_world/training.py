@@ -168,6 +168,14 @@ def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig, chec
     return acc
 
 
+def make_accelerator(**kw):
+    """An ``Accelerator`` whose DDP tolerates parameters a loss does not touch (the base out-projection bias
+    of the dynamics layer never enters the latent update; ablations leave the gate or policy head unused)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    return Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)], **kw)
+
+
 def _rng_state(rng: np.random.Generator) -> dict:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 
@@ -192,12 +200,11 @@ def train(
     Returns:
         The last validation metrics (or an empty dict).
     """
-    from accelerate import Accelerator
     from tqdm import tqdm
 
     cfg.validate()
     out = Path(out)
-    acc = accelerator or Accelerator()
+    acc = accelerator or make_accelerator()
     rank = acc.process_index
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, rank])
