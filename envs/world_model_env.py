@@ -21,10 +21,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+
 from rss_world.envs.maps import MapSpec, find_cell, load_suite, map_id, validate_desc
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import render_grid
-
 from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
 
 Suite = Sequence[MapSpec | Sequence[str]] | str | Path
@@ -112,11 +112,16 @@ class LatentSlots:
         num: number of episodes.
         canvas: canvas side in cells (observations are padded to ``canvas · cell_px`` pixels).
         device: torch device of the model (default: where its parameters are).
+        precision: "fp32", or "bf16" (autocast: faster on CPUs with bf16 matmuls; frames may differ by rounding).
     """
 
-    def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None) -> None:
+    def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None,
+                 precision: str = "fp32") -> None:
         if num < 1:
             raise ValueError(f"need at least one episode slot, got {num}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
         self.model = model.eval()
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
@@ -125,6 +130,9 @@ class LatentSlots:
         self.side = canvas * self.cell_px
         self.z = torch.zeros(num, canvas * canvas, model.cfg.dim, device=self.device)  # (B, N_max, D)
         self.sizes = np.zeros(num, np.int64)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _groups(self, idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
         sizes = self.sizes[idx]
@@ -144,7 +152,8 @@ class LatentSlots:
         status = np.zeros((len(idx), 2), np.float32)
         for n, local in self._groups(idx):
             x = torch.as_tensor(np.stack([starts[k] for k in local]), device=self.device)
-            z = self.model.encode(x)  # (b, n², D)
+            with self._autocast():
+                z = self.model.encode(x).float()  # (b, n², D)
             rows = torch.as_tensor(idx[local], device=self.device)
             self.z[rows, : n * n] = z
             status[local] = self.model.status(z).float().cpu().numpy()
@@ -163,11 +172,13 @@ class LatentSlots:
         act = torch.as_tensor(np.asarray(actions, np.int64), device=self.device)
         for n, rows_np in self._groups(np.arange(num)):
             rows = torch.as_tensor(rows_np, device=self.device)
-            z, _, _ = self.model.step(self.z[rows, : n * n], act[rows])  # (b, n², D)
-            self.z[rows, : n * n] = z
+            with self._autocast():
+                z, _, _ = self.model.step(self.z[rows, : n * n], act[rows])  # (b, n², D)
+                frames, st = self.model.decode(z).float(), self.model.status(z).float()
+            self.z[rows, : n * n] = z.float()
             px = n * self.cell_px
-            obs[rows_np, :px, :px] = self.model.to_uint8(self.model.decode(z)).cpu().numpy()
-            status[rows_np] = self.model.status(z).float().cpu().numpy()
+            obs[rows_np, :px, :px] = self.model.to_uint8(frames).cpu().numpy()
+            status[rows_np] = st.cpu().numpy()
         return obs, status
 
 
@@ -192,6 +203,7 @@ class WorldModelEnv(gym.Env):
         threshold: probability above which the goal / hole head ends the episode.
         device: torch device for the model.
         render_mode: None or "rgb_array".
+        precision: "fp32" or "bf16" (see :class:`LatentSlots`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -199,7 +211,7 @@ class WorldModelEnv(gym.Env):
     def __init__(self, model: WorldModel, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, precision: str = "fp32") -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if max_steps is not None and max_steps < 1:
@@ -207,7 +219,7 @@ class WorldModelEnv(gym.Env):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
-        self.slots = LatentSlots(model, 1, canvas, device)
+        self.slots = LatentSlots(model, 1, canvas, device, precision)
         self.model = self.slots.model
         self.cell_px, self.canvas = self.slots.cell_px, canvas
         self.max_steps, self.threshold, self.render_mode = max_steps, threshold, render_mode

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from rss_world.envs.world_model_env import LatentSlots, Suite, head_parser_agreement, pick_map, resolve_maps
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from rss_world.envs.world_model_env import LatentSlots, Suite, head_parser_agreement, pick_map, resolve_maps
 from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
 
 
@@ -40,11 +40,13 @@ class WorldModelVecEnv(VecEnv):
         threshold: probability above which the goal / hole head ends an episode.
         device: torch device for the model.
         seed: base seed of the slots' map draws (None: fresh entropy).
+        precision: "fp32" or "bf16" (see :class:`~rss_world.envs.world_model_env.LatentSlots`).
     """
 
     def __init__(self, model: WorldModel, num_envs: int, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
-                 threshold: float = 0.5, device: str | torch.device | None = None, seed: int | None = None) -> None:
+                 threshold: float = 0.5, device: str | torch.device | None = None, seed: int | None = None,
+                 precision: str = "fp32") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_steps is not None and max_steps < 1:
@@ -52,7 +54,7 @@ class WorldModelVecEnv(VecEnv):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, self.canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
-        self.slots = LatentSlots(model, num_envs, self.canvas, device)
+        self.slots = LatentSlots(model, num_envs, self.canvas, device, precision)
         self.model = self.slots.model
         self.max_steps, self.threshold, self.render_mode = max_steps, threshold, None
         side = self.slots.side
