@@ -161,7 +161,8 @@ def main(argv=None) -> int:
          "## Throughput (one run)", "", "| env | steps/s | ÷ real (gymnasium render) |", "|---|---:|---:|"]
     L += [f"| {k} | {v:,.0f} | {v / real_ref:.1f}× |" for k, v in thr.items()]
     L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. bf16: CPU autocast (precision='bf16').",
-          "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts), judged in the real env on {len(test)} test maps (sizes 3–6)", "",
+          "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts), "
+          f"judged in the real env on {len(test)} test maps (sizes 3–6)", "",
           "| algo | trained in | real env steps used | train s | " + " | ".join(METRICS) + " |",
           "|---|---|---:|---:|" + "---:|" * len(METRICS)]
     for algo, kind, meta, s, _ in rows:
