@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rss_world.nn import RoutingRecord
@@ -90,7 +91,8 @@ class SearchPlannerConfig:
         prior_weight: ``λ`` in the cost ``depth + λ·(−log π)`` (0: breadth-first).
         goal_threshold: P(agent on goal) above which a child ends the search.
         hole_threshold: P(agent in hole) above which a child is pruned.
-        dedupe: "frame" (max per-cell RMS difference of decoded frames) or "latent" (max per-token relative L2).
+        dedupe: "frame" (max per-cell RMS difference of decoded frames, 4x4 px per cell) or "latent"
+            (max per-token relative L2).
         dedupe_threshold: distance under which two states are the same.
     """
 
@@ -102,7 +104,7 @@ class SearchPlannerConfig:
     goal_threshold: float = 0.5
     hole_threshold: float = 0.5
     dedupe: str = "frame"
-    dedupe_threshold: float = 0.06
+    dedupe_threshold: float = 0.05
 
     def validate(self) -> None:
         if self.dedupe not in ("frame", "latent"):
@@ -201,22 +203,21 @@ class SearchPlanner:
         self.cfg.validate()
 
     def _keys(self, z: Tensor) -> Tensor:
-        """Dedupe keys ``(B, N, K)``: per-cell pixels of the decoded frame, or scale-normalised tokens."""
+        """Dedupe keys ``(B, N, K)``: each cell of the decoded frame pooled to 4x4 pixels, or scaled tokens."""
         if self.cfg.dedupe == "latent":
             return z / z.norm(dim=-1, keepdim=True).mean(1, keepdim=True).clamp_min(1e-8)  # (B, N, D)
-        p = self.model.cfg.cell_px
-        f = self.model.decode(z)  # (B, H, W, 3)
-        b, h, w, _ = f.shape
-        return f.view(b, h // p, p, w // p, p, 3).permute(0, 1, 3, 2, 4, 5).reshape(b, (h // p) * (w // p), -1)
+        f = self.model.decode(z).permute(0, 3, 1, 2)  # (B, 3, H, W)
+        b, n = f.shape[0], math.isqrt(z.shape[1])
+        f = F.adaptive_avg_pool2d(f, (4 * n, 4 * n)).view(b, 3, n, 4, n, 4)
+        return f.permute(0, 2, 4, 1, 3, 5).reshape(b, n * n, 48)  # (B, N, 48)
 
-    def _seen(self, keys: Tensor, visited: Tensor) -> Tensor:
-        """``(B,)`` True where a key is within the threshold of a visited key (max over cells / tokens)."""
-        diff = keys[:, None] - visited[None]  # (B, V, N, K)
-        if self.cfg.dedupe == "latent":
-            dist = diff.norm(dim=-1).amax(-1)  # (B, V)
-        else:
-            dist = diff.pow(2).mean(-1).sqrt().amax(-1)  # per-cell RMS; an agent move is ~0.17 on real renders
-        return (dist < self.cfg.dedupe_threshold).any(1)
+    def _dist(self, keys: Tensor, visited: Tensor) -> Tensor:
+        """``(B, V)`` distances: max over cells (tokens) of the per-cell RMS (per-token L2) difference."""
+        sq = (keys.pow(2).sum(-1)[:, None] + visited.pow(2).sum(-1)[None]
+              - 2 * torch.einsum("bnk,vnk->bvn", keys, visited)).clamp_min(0)  # (B, V, N)
+        if self.cfg.dedupe == "frame":
+            sq = sq / keys.shape[-1]  # an agent move is ~0.11 RMS on real renders
+        return sq.sqrt().amax(-1)
 
     @torch.no_grad()
     def plan(self, frame: np.ndarray | Tensor) -> Plan:
@@ -243,22 +244,25 @@ class SearchPlanner:
             children, _, _ = m.step(zz, acts)
             status = m.status(children)  # (4b, 2)
             keys = self._keys(children)
-            best_goal = None
-            for j in range(len(acts)):
-                parent = nodes[batch[j // NUM_ACTIONS]]
-                a = j % NUM_ACTIONS
-                if status[j, 1] > c.hole_threshold or bool(self._seen(keys[j:j + 1], visited)[0]):
-                    continue
+            fresh = ~(self._dist(keys, visited) < c.dedupe_threshold).any(1)  # (4b,) not seen before
+            keep = (status[:, 1] <= c.hole_threshold) & fresh
+            best_goal, added = None, []
+            for j in keep.nonzero().flatten().tolist():
+                if added and bool((self._dist(keys[j:j + 1], keys[added]) < c.dedupe_threshold).any()):
+                    continue  # a sibling in this batch reached the same state
+                added.append(j)
+                parent, a = nodes[batch[j // NUM_ACTIONS]], j % NUM_ACTIONS
                 node = _Node(children[j], keys[j], parent.depth + 1, parent.nll - float(prior[j // NUM_ACTIONS, a]),
                              batch[j // NUM_ACTIONS], a, status[j])
                 nodes.append(node)
-                visited = torch.cat([visited, node.key[None]])
                 cost = node.depth + c.prior_weight * node.nll
                 if status[j, 0] > c.goal_threshold:
                     if best_goal is None or cost < best_goal[0]:
                         best_goal = (cost, len(nodes) - 1)
                 else:
                     heapq.heappush(frontier, (cost, len(nodes) - 1))
+            if added:
+                visited = torch.cat([visited, keys[added]])
             if best_goal is not None:
                 goal, reason = best_goal[1], "goal"
             if c.beam_width is not None and len(frontier) > c.beam_width:

@@ -7,8 +7,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from rss_world.envs.maps import MapSpec, map_id
 
+from rss_world.envs.maps import MapSpec, map_id
 from rss_world.evaluation import SUMMARY_KEYS, planner_stats, run_map_baseline, run_planner, select_maps, summarize
 from rss_world.nn.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlanner, SearchPlanner, SearchPlannerConfig

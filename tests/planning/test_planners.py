@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from rss_world.envs.maps import find_cell, load_default_suite
 from rss_world.envs.metrics import score_episode
 from rss_world.envs.oracle import move, optimal_actions, optimal_length
 from rss_world.envs.render import render_grid
-from torch import nn
-
 from rss_world.nn.routing import Selection
 from rss_world.nn.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlanner, GatePlannerConfig, Plan, SearchPlanner, SearchPlannerConfig, make_planner
