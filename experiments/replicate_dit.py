@@ -294,8 +294,10 @@ def write_report(path: Path, rows: dict, s: Settings, clf_acc: float, floor_fd: 
         "(1000 cosine steps), saved with `save_pretrained` and reloaded with `from_pretrained` for every run.",
         f"- Fine-tuning: {s.finetune_steps} steps for every variant, batch {s.batch}, AdamW lr {s.finetune_lr}, "
         f"routed block(s) {list(s.layers)}, LoRA rank {s.rank} on q/k/v, Gumbel temperature 5.0, per-token "
-        f"routing, balance loss weight {s.balance_weight} when E > 3 (as in the paper). LoRA-SFT is the same code "
-        "with E=1, T=1 (equal to peft LoRA, see tests). Only adapters and gates train.",
+        f"routing, balance loss weight {s.balance_weight} for every E > 1 (the paper uses it for E > 3). LoRA-SFT is "
+        "the same code with E=1, T=1 (equal to peft LoRA, see tests). Only adapters and gates train. The train-loss "
+        "column includes the balance term for RSR (about 0.01 x 1.0 at even use), so RSR's DDPM loss is about "
+        "0.01 lower than shown.",
         f"- Sampling: DDIM {s.sample_steps} steps, eta 0, no classifier-free guidance, "
         f"{s.samples_per_class} per class ({s.samples_per_class * NUM_CLASSES} images) per run.",
         "",
