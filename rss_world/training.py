@@ -45,6 +45,7 @@ class TrainConfig:
     warmup: int = 100
     recon_weight: float = 10.0
     agent_weight: float = 20.0  # extra reconstruction weight on the cells the agent leaves and enters
+    tile_weight: float = 5.0  # extra reconstruction weight on the rare hole, start and goal cells
     gate_weight: float = 1.0
     status_weight: float = 1.0
     balance_weight: float = 0.01
@@ -71,12 +72,15 @@ class WindowLoss(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def cell_weights(self, cells: Tensor, size: int) -> Tensor:
-        """Per-pixel loss weights ``(B, T+1, H, W, 1)``: ``1 + agent_weight`` on the agent's current and previous
-        cell (the only pixels that change), 1 elsewhere; normalised to mean 1 per frame."""
+    def cell_weights(self, cells: Tensor, tiles: Tensor) -> Tensor:
+        """Per-pixel loss weights ``(B, T+1, H, W, 1)``: ``agent_weight`` extra on the agent's current and previous
+        cell (the only pixels that change), ``tile_weight`` extra on hole/start/goal cells (one or a few per map,
+        easily drowned by the frozen tiles), 1 elsewhere; normalised to mean 1 per frame."""
         b, t1, _ = cells.shape
+        size = tiles.shape[-1]
         flat = cells[..., 0] * size + cells[..., 1]  # (B, T+1)
-        w = torch.ones(b, t1, size * size, device=cells.device)
+        rare = (tiles.reshape(b, 1, size * size) != 0).float() * self.cfg.tile_weight  # F is code 0
+        w = (1.0 + rare).expand(b, t1, size * size).clone()
         w.scatter_add_(2, flat[..., None], torch.full((b, t1, 1), self.cfg.agent_weight, device=cells.device))
         prev = torch.cat([flat[:, :1], flat[:, :-1]], 1)
         w.scatter_add_(2, prev[..., None], torch.full((b, t1, 1), self.cfg.agent_weight, device=cells.device))
@@ -93,7 +97,7 @@ class WindowLoss(nn.Module):
         z = m.encode(frames[:, 0])
         rec, gate, stat, bal = [], [], [], []
         alive = torch.ones(b, dtype=torch.bool, device=frames.device)
-        weights = self.cell_weights(batch["cells"], frames.shape[2] // m.cfg.cell_px)  # (B, T+1, H, W, 1)
+        weights = self.cell_weights(batch["cells"], batch["tiles"])  # (B, T+1, H, W, 1)
         for t in range(t1):
             target = frames[:, t].float() / 255.0
             err = (m.decode(z) - target).square() * weights[:, t]  # (B, H, W, 3)
