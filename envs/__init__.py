@@ -6,6 +6,7 @@ Importing this package registers ``rss_world/VisualFrozenLake-v0`` with gymnasiu
 from __future__ import annotations
 
 import gymnasium
+
 from rss_world.envs.maps import MapSpec, generate_map, load_default_suite, load_suite, map_id, save_suite, split_of
 
 ENV_ID = "rss_world/VisualFrozenLake-v0"

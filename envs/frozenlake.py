@@ -17,6 +17,7 @@ from gymnasium import spaces
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv  # noqa: E402
+
 from rss_world.envs.maps import MapSpec, load_suite, map_id, validate_desc  # noqa: E402
 from rss_world.envs.render import DEFAULT_CELL_PX, render_grid, resize_frame  # noqa: E402
 

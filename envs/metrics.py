@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from rss_world.envs.maps import find_cell, map_id
 from rss_world.envs.oracle import move, optimal_actions, optimal_length
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+
 from rss_world.envs.maps import find_cell
 
 LEFT, DOWN, RIGHT, UP = 0, 1, 2, 3

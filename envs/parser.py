@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from rss_world.envs.oracle import ACTIONS, DELTAS
 from rss_world.envs.render import DEFAULT_CELL_PX, get_atlas
 

@@ -140,7 +140,8 @@ def main() -> None:
         cells = []
         for n in args.tokens:
             a, b = rows[n][name]
-            cells += [f"{a:.2f} ms" if name == "base" else f"{a:.2f}×", f"{b:.2f} ms" if name == "base" else f"{b:.2f}×"]
+            unit = " ms" if name == "base" else "×"
+            cells += [f"{a:.2f}{unit}", f"{b:.2f}{unit}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gymnasium
 import numpy as np
+
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import load_default_suite
 from rss_world.envs.metrics import aggregate, run_actions

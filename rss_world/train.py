@@ -4,7 +4,8 @@ Examples::
 
     python -m rss_world.train --env frozenlake                       # the shipped model's recipe
     python -m rss_world.train --env frozenlake model=tiny train.steps=50 out=outputs/try
-    accelerate launch --num_processes 2 --cpu -m rss_world.train --env frozenlake train.steps=100
+    # two CPU processes (gloo); on a CPU-only machine accelerate needs --multi_gpu, not --cpu, to spawn them
+    accelerate launch --multi_gpu --num_processes 2 -m rss_world.train --env frozenlake train.steps=100
 """
 
 from __future__ import annotations

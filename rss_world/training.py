@@ -225,9 +225,7 @@ def train(
         rng.bit_generator.state = state["rng"][rank]["numpy"]
         torch.set_rng_state(state["rng"][rank]["torch"])
     wrapped, opt = acc.prepare(wrapped, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
-    for _ in range(start):
-        sched.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + start + 1) / cfg.warmup))
     sizes = sorted(train_data)
     metrics_file = out / "metrics.jsonl"
     if acc.is_main_process:

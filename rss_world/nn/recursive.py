@@ -145,6 +145,9 @@ class RecursiveSparseAttention(nn.Module):
         self.base = nn.ModuleDict({"to_q": to_q, "to_k": to_k, "to_v": to_v, "to_out": to_out})
         self.base.requires_grad_(False)
         self.norm_q, self.norm_k = norm_q, norm_k
+        for norm in (norm_q, norm_k):  # the base's q/k norms are part of the frozen base too
+            if isinstance(norm, nn.Module):
+                norm.requires_grad_(False)
         e, r, a = cfg.num_experts, cfg.rank, cfg.alpha
         self.lora_q = StackedLoRA(dim, inner, e, r, a)
         self.lora_k = StackedLoRA(dim, inner, e, r, a)

@@ -132,6 +132,10 @@ class WorldModel(nn.Module):
         self.dyn_mlp_norm = nn.LayerNorm(d)
         hidden = int(d * cfg.mlp_ratio)
         self.dyn_mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+        # Zero-init the MLP's output (adaLN-Zero style): with the experts' B = 0 as well, a fresh step is the
+        # identity, so decode(step(z)) starts equal to decode(z) and training only has to learn the change.
+        nn.init.zeros_(self.dyn_mlp[-1].weight)
+        nn.init.zeros_(self.dyn_mlp[-1].bias)
         # Gate trunk: weight-tied block iterated gate_iters times; its pooled output is the gate's condition.
         self.trunk = Block(d, cfg.heads, cfg.mlp_ratio)
         self.trunk_norm = nn.LayerNorm(d)

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+
+from rss_world.collect import collect, main
 from rss_world.envs.maps import load_default_suite
 from rss_world.envs.oracle import move, optimal_action_mask
 from rss_world.envs.parser import parse_frame
-
-from rss_world.collect import collect, main
 
 KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3, 5], "progress": False}
 

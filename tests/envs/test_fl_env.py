@@ -3,8 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import rss_world.envs  # noqa: F401  (registers the env)
 from gymnasium.utils.env_checker import check_env
+
+import rss_world.envs  # noqa: F401  (registers the env)
 from rss_world.envs import ENV_ID
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import load_default_suite

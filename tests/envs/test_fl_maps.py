@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from rss_world.envs.maps import (
     MapSpec,
     default_suite_path,

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from rss_world.envs.metrics import aggregate, run_actions, score_episode
 from rss_world.envs.oracle import DOWN, LEFT, RIGHT, UP
 

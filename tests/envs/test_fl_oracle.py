@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from rss_world.envs.maps import find_cell, generate_map
 from rss_world.envs.oracle import (
     DOWN,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import generate_map
 from rss_world.envs.parser import consistent_actions, parse_frame, read_action
