@@ -104,14 +104,13 @@ class WindowLoss(nn.Module):
             rec.append((err.mean((1, 2, 3)), alive))
             stat.append((F.binary_cross_entropy_with_logits(m.status_logits(z), status[:, t], reduction="none")
                          .mean((1, 2)), alive))
-            if t == t1 - 1:
-                # The last state still gets a gate target when it has one.
-                logits = m.gate_logits(z)
-            else:
-                z_next, logits, sel = m.step(z, actions[:, t])
+            if t < t1 - 1:
+                z_next, _, sel = m.step(z, actions[:, t])
                 if m.cfg.experts_per_action > 1:
                     bal.append(balance_loss(sel.probs, sel.index))
-            probs = m.action_probs(logits)
+            # The gate learns to plan on top of the latent, not by reshaping it: its cross-entropy sees a detached
+            # latent, so a gate that is still guessing cannot inject noise into the encoder and dynamics.
+            probs = m.action_probs(m.gate_logits(z.detach()))
             has_opt = optimal[:, t].any(-1) & alive
             p_opt = (probs * optimal[:, t].float()).sum(-1).clamp_min(1e-8)
             gate.append((-p_opt.log(), has_opt))
