@@ -221,16 +221,25 @@ class RecursiveSparseAttention(nn.Module):
         cond: Tensor | None = None,
         forced: Tensor | None = None,
         attn_bias: Tensor | Callable[[Tensor], Tensor] | None = None,
+        selection: Selection | None = None,
     ) -> tuple[Tensor, Tensor | None, Selection]:
         """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
 
         ``attn_bias`` is an additive attention bias for this step, or a callable mapping the chosen expert
-        index to one (per-expert position biases, as the world model uses).
+        index to one (per-expert position biases, as the world model uses). ``selection`` lets a caller that
+        routes with its own gating network (the world model's planning gate) pass the decision in; the layer's
+        gate is then not called.
 
         Returns:
             ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
         """
-        sel = self.gate(state, cond, forced)
+        if selection is None:
+            sel = self.gate(state, cond, forced)
+        else:
+            want = state.shape[:1] if not self.cfg.per_token else state.shape[:2]
+            if tuple(selection.index.shape) != tuple(want):
+                raise ValueError(f"selection index must have shape {tuple(want)}, got {tuple(selection.index.shape)}")
+            sel = selection
         coef = sel.coef.to(state.dtype)
         coef = coef[:, None, None] if coef.dim() == 1 else coef[..., None]  # (B, 1|N, 1)
         dq = self.lora_q(state, index=sel.index) * coef  # (B, N, H*d)

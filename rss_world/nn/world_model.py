@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .blocks import Block, GridPositions, patchify, unpatchify
 from .recursive import RecursiveSparseAttention, RSRConfig
-from .routing import RoutingRecord, Selection, gumbel_select
+from .routing import GatingNetwork, RoutingRecord, Selection, gumbel_select
 
 NUM_ACTIONS = 4
 REL_SCALE = 30.0  # relative-position biases are stored /30 so that Adam moves them 30x faster
@@ -124,7 +124,7 @@ class WorldModel(nn.Module):
         self.rel_base = nn.Parameter(torch.zeros(cfg.heads, span))
         self.rel_expert = nn.Parameter(torch.zeros(cfg.num_experts, cfg.heads, span))
         proj = [nn.Linear(d, d) for _ in range(4)]
-        rsr_cfg = RSRConfig(num_experts=cfg.num_experts, steps=1, rank=cfg.rank, cond_dim=d, per_token=False,
+        rsr_cfg = RSRConfig(num_experts=cfg.num_experts, steps=1, rank=cfg.rank, cond_dim=0, per_token=False,
                             temperature=cfg.temperature)
         self.rsr = RecursiveSparseAttention(rsr_cfg, *proj, heads=cfg.heads)
         self.rsr.base.requires_grad_(True)
@@ -136,9 +136,14 @@ class WorldModel(nn.Module):
         # identity, so decode(step(z)) starts equal to decode(z) and training only has to learn the change.
         nn.init.zeros_(self.dyn_mlp[-1].weight)
         nn.init.zeros_(self.dyn_mlp[-1].bias)
-        # Gate trunk: weight-tied block iterated gate_iters times; its pooled output is the gate's condition.
+        # The planning gate: a weight-tied block iterated gate_iters times over the tokens (positions re-injected
+        # every iteration), then the core's GatingNetwork gives per-token expert logits, pooled into one decision
+        # per sample by a learned attention over tokens (it learns to look where the agent is). The dynamics
+        # layer's own per-sample gate is bypassed: this gate's Selection is passed in.
         self.trunk = Block(d, cfg.heads, cfg.mlp_ratio)
         self.trunk_norm = nn.LayerNorm(d)
+        self.gate = GatingNetwork(d, 0, cfg.num_experts, per_token=True, temperature=cfg.temperature)
+        self.gate_pool = nn.Linear(d, 1)
         self.policy_head = nn.Linear(d, NUM_ACTIONS) if cfg.shared_expert else None
         self.dec = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
@@ -190,19 +195,21 @@ class WorldModel(nn.Module):
         return (frames.clamp(0, 1) * 255.0).round().to(torch.uint8)
 
     # ------------------------------------------------------------------ heads
-    def gate_condition(self, z: Tensor) -> Tensor:
-        """The gate's condition ``(B, D)``: the weight-tied trunk iterated over the tokens, then pooled."""
+    def gate_tokens(self, z: Tensor) -> Tensor:
+        """The gate trunk: a weight-tied block iterated ``gate_iters`` times, ``(B, N, D)``."""
+        pos = self.dyn_pos(math.isqrt(z.shape[1]))
         h = z
         for _ in range(self.cfg.gate_iters):
-            h = self.trunk(h + z)
-        return self.trunk_norm(h).amax(1)  # (B, D)
+            h = self.trunk(h + z + pos)
+        return self.trunk_norm(h)
 
     def gate_logits(self, z: Tensor) -> Tensor:
-        """Expert logits ``(B, E)`` at latent ``z``."""
-        cond = self.gate_condition(z)
+        """Expert logits ``(B, E)`` at latent ``z`` (per-token gate logits pooled by a learned attention)."""
+        h = self.gate_tokens(z)
+        w = torch.softmax(self.gate_pool(h).squeeze(-1), dim=1)  # (B, N)
         if self.policy_head is not None:
-            return self.policy_head(cond)  # no-routing ablation: the policy is a separate head
-        return self.rsr.gate.logits(self.dyn_input(z), cond)
+            return (w[..., None] * self.policy_head(h)).sum(1)  # no-routing ablation: a separate policy head
+        return (w[..., None] * self.gate.logits(h)).sum(1)  # (B, E)
 
     def policy(self, z: Tensor) -> Tensor:
         """The gate's action distribution ``(B, 4)`` (experts of one action summed)."""
@@ -257,9 +264,8 @@ class WorldModel(nn.Module):
         """
         if z.dim() != 3 or z.shape[-1] != self.cfg.dim:
             raise ValueError(f"latent must be (B, N, {self.cfg.dim}), got {tuple(z.shape)}")
-        cond = self.gate_condition(z)
         x = self.dyn_input(z)
-        logits = self.policy_head(cond) if self.policy_head is not None else self.rsr.gate.logits(x, cond)
+        logits = self.gate_logits(z)
         if action is None:
             picked = gumbel_select(logits, self.cfg.temperature, self.training).index
             action = picked if self.policy_head is not None else picked // self.cfg.experts_per_action
@@ -280,7 +286,11 @@ class WorldModel(nn.Module):
         def expert_bias(index: Tensor) -> Tensor:
             return base_bias + REL_SCALE * self.rel_expert[index][:, :, rel]  # (B, H, N, N)
 
-        s, _, sel = self.rsr.step(x, cache, cond, forced=self._expert_for(action, logits), attn_bias=expert_bias)
+        index = self._expert_for(action, logits)
+        probs = F.softmax(logits.float() / self.cfg.temperature, dim=-1)
+        sel = Selection(index=index, coef=torch.ones(len(index), device=z.device), probs=probs, logits=logits,
+                        forced=True)
+        s, _, sel = self.rsr.step(x, cache, attn_bias=expert_bias, selection=sel)
         z = z + (s - x)  # (B, N, D) the expert's contribution
         z = z + self.dyn_mlp(self.dyn_mlp_norm(z))
         return z, logits, sel
