@@ -46,6 +46,7 @@ def ensure_data(directory: str, suite: str, episodes: int, seed: int, sizes, **k
 
 def run_frozenlake(cfg) -> dict:
     import torch
+    from omegaconf import OmegaConf
 
     from rss_world.data import load_shards
     from rss_world.nn.world_model import WorldModel, WorldModelConfig
@@ -61,6 +62,9 @@ def run_frozenlake(cfg) -> dict:
     train_data = load_shards(cfg.data.train_dir, sizes)
     val_data = load_shards(cfg.data.val_dir, sizes)
     model = WorldModel(mcfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.yaml").write_text(OmegaConf.to_yaml(cfg))  # the resolved recipe, next to the log
     return train(model, train_data, val_data, tcfg, cfg.out, check=frame_check(), resume=bool(cfg.resume))
 
 
