@@ -55,6 +55,9 @@ class TrainConfig:
     ckpt_every: int = 250
     seed: int = 0
     reencode: bool = False  # ablation "no recursion": decode, quantise and re-encode after every step
+    gate_steps: int = 0  # stage 2: steps of planning-gate training on the frozen world model's latents
+    gate_batch: int = 64
+    gate_lr: float = 1e-3
 
     def validate(self) -> None:
         bad = [k for k in ("steps", "batch", "horizon", "val_every", "ckpt_every", "val_windows")
@@ -272,4 +275,76 @@ def train(
                 save_model(ckpt, acc.unwrap_model(wrapped).model, meta)
                 save_train_state(ckpt, {"optimizer": opt.state_dict(), "step": done, "rng": rngs})
             acc.wait_for_everyone()
+    if cfg.gate_steps > 0 and end == cfg.steps and acc.is_main_process:
+        last_val = train_gate(acc.unwrap_model(wrapped).model, train_data, val_data, cfg, out, check, progress)
+    acc.wait_for_everyone()
+    return last_val
+
+
+def gate_parameters(model: WorldModel) -> list[nn.Parameter]:
+    """The planning gate: trunk, its norm, the per-token gate, the pooling (and the ablation's policy head)."""
+    mods = [model.trunk, model.trunk_norm, model.gate, model.gate_pool]
+    if model.policy_head is not None:
+        mods.append(model.policy_head)
+    return [p for m in mods for p in m.parameters()]
+
+
+def train_gate(
+    model: WorldModel,
+    train_data: dict[int, Episodes],
+    val_data: dict[int, Episodes] | None,
+    cfg: TrainConfig,
+    out: str | Path,
+    check: FrameCheck | None = None,
+    progress: bool = True,
+) -> dict:
+    """Stage 2: train only the planning gate on the frozen world model's latents of single states.
+
+    Every non-terminal state of the rollouts is a sample; the target is the oracle's optimal action set. The
+    encoder, dynamics and decoder do not change. Runs in one process (it takes minutes) and writes the final
+    checkpoint; an interrupted stage 2 restarts from its beginning on ``--resume``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    ckpt = out / "checkpoint"
+    rng = np.random.default_rng([cfg.seed, 2])
+    trainable = {id(p) for p in gate_parameters(model)}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    opt = torch.optim.AdamW(gate_parameters(model), lr=cfg.gate_lr)
+    sizes = sorted(train_data)
+    t0 = time.time()
+    last_val: dict = {}
+    model.train()
+    for step in tqdm(range(cfg.gate_steps), desc="gate", disable=not progress):
+        ep = train_data[sizes[int(rng.integers(len(sizes)))]]
+        idx = rng.integers(len(ep.lengths), size=cfg.gate_batch)
+        t = (rng.random(cfg.gate_batch) * np.maximum(ep.lengths[idx], 1)).astype(np.int64)
+        frames = torch.from_numpy(ep.frames[idx, t])
+        optimal = torch.from_numpy(ep.optimal[idx, t]).float()
+        with torch.no_grad():
+            z = model.encode(frames)
+        probs = model.action_probs(model.gate_logits(z))
+        loss = -(probs * optimal).sum(-1).clamp_min(1e-8).log().mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"gate loss is {loss.item()} at gate step {step}; {ckpt} keeps the last good model"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        rec = {"stage": "gate", "gate_step": step + 1, "time_s": round(time.time() - t0, 2),
+               "gate": round(float(loss.detach()), 6)}
+        if val_data and check and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.gate_steps):
+            last_val = validate(model, val_data, cfg, check)
+            rec.update(last_val)
+        with (out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+    for n, p in model.named_parameters():
+        p.requires_grad_(flags[n])
+    meta = {"step": cfg.steps, "gate_steps": cfg.gate_steps,
+            "train": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    save_model(ckpt, model, meta)
     return last_val

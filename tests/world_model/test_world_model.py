@@ -1,5 +1,6 @@
 """World model: API, learning a forced move, checkpoints, resume, bad input."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -137,3 +138,18 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
         train(m, data, None, cfg, tmp_path / "r", progress=False)
     assert (tmp_path / "r" / "checkpoint" / "model.safetensors").read_bytes() == before
     assert isinstance(load_model(tmp_path / "r" / "checkpoint"), WorldModel)
+
+
+def test_gate_stage_changes_only_the_gate(tmp_path):
+    data = {3: transitions()}
+    cfg = TrainConfig(steps=2, batch=8, horizon=1, val_every=10_000, ckpt_every=2, gate_steps=3, gate_batch=8)
+    m = tiny_model(seed=2)
+    train(m, data, None, dataclasses.replace(cfg, gate_steps=0), tmp_path / "r", progress=False)  # stage 1 only
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    train(m, data, None, cfg, tmp_path / "r", progress=False, resume=True)  # stage 1 is complete: only stage 2
+    gate_keys = ("trunk", "gate.", "gate_pool")
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(gate_keys) for k in changed), sorted(changed)
+    shipped = load_model(tmp_path / "r" / "checkpoint")
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k]), k
