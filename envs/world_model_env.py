@@ -173,7 +173,7 @@ class LatentSlots:
         for n, rows_np in self._groups(np.arange(num)):
             rows = torch.as_tensor(rows_np, device=self.device)
             with self._autocast():
-                z, _, _ = self.model.step(self.z[rows, : n * n], act[rows])  # (b, n², D)
+                z, _, _ = self.model.step(self.z[rows, : n * n], act[rows], with_logits=False)  # (b, n², D)
                 frames, st = self.model.decode(z).float(), self.model.status(z).float()
             self.z[rows, : n * n] = z.float()
             px = n * self.cell_px

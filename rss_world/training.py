@@ -108,7 +108,7 @@ class WindowLoss(nn.Module):
             stat.append((F.binary_cross_entropy_with_logits(m.status_logits(z), status[:, t], reduction="none")
                          .mean((1, 2)), alive))
             if t < t1 - 1:
-                z_next, _, sel = m.step(z, actions[:, t])
+                z_next, _, sel = m.step(z, actions[:, t], with_logits=m.cfg.experts_per_action > 1)
                 if m.cfg.experts_per_action > 1:
                     bal.append(balance_loss(sel.probs, sel.index))
             # The gate learns to plan on top of the latent, not by reshaping it: its cross-entropy sees a detached
@@ -162,7 +162,7 @@ def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig, chec
                     g_n += 1
             if t == cfg.horizon:
                 break
-            z, _, _ = model.step(z, batch["actions"][:, t])
+            z, _, _ = model.step(z, batch["actions"][:, t], with_logits=False)
             if cfg.reencode:
                 z = model.encode(model.to_uint8(model.decode(z)))
             alive &= batch["valid"][:, t].numpy()

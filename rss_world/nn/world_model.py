@@ -252,12 +252,17 @@ class WorldModel(nn.Module):
         m = self.cfg.max_size
         return (rr[:, None] - rr[None] + m - 1) * (2 * m - 1) + (cc[:, None] - cc[None] + m - 1)  # (N, N)
 
-    def step(self, z: Tensor, action: Tensor | None = None) -> tuple[Tensor, Tensor, Selection]:
+    def step(
+        self, z: Tensor, action: Tensor | None = None, with_logits: bool = True
+    ) -> tuple[Tensor, Tensor | None, Selection]:
         """One latent step.
 
         Args:
             z: latent ``(B, N, D)``.
             action: ``(B,)`` int actions in 0..3, or None to let the gate choose.
+            with_logits: compute the gate's logits. With a given action and one expert per action the dynamics
+                do not need them; ``False`` then skips the gate trunk (environments use this) and returns
+                ``None`` logits and a selection without probabilities.
 
         Returns:
             ``(z_next, gate_logits (B, E), selection)``; ``selection.index // experts_per_action`` is the action.
@@ -265,7 +270,8 @@ class WorldModel(nn.Module):
         if z.dim() != 3 or z.shape[-1] != self.cfg.dim:
             raise ValueError(f"latent must be (B, N, {self.cfg.dim}), got {tuple(z.shape)}")
         x = self.dyn_input(z)
-        logits = self.gate_logits(z)
+        needed = with_logits or action is None or self.cfg.experts_per_action > 1
+        logits = self.gate_logits(z) if needed else None
         if action is None:
             picked = gumbel_select(logits, self.cfg.temperature, self.training).index
             action = picked if self.policy_head is not None else picked // self.cfg.experts_per_action
@@ -287,13 +293,17 @@ class WorldModel(nn.Module):
             return base_bias + REL_SCALE * self.rel_expert[index][:, :, rel]  # (B, H, N, N)
 
         index = self._expert_for(action, logits)
-        probs = F.softmax(logits.float() / self.cfg.temperature, dim=-1)
+        if logits is None:
+            logits = z.new_zeros(z.shape[0], self.cfg.num_experts)
+            probs = torch.full_like(logits, float("nan"), dtype=torch.float32)  # not computed, never uniform
+        else:
+            probs = F.softmax(logits.float() / self.cfg.temperature, dim=-1)
         sel = Selection(index=index, coef=torch.ones(len(index), device=z.device), probs=probs, logits=logits,
                         forced=True)
         s, _, sel = self.rsr.step(x, cache, attn_bias=expert_bias, selection=sel)
         z = z + (s - x)  # (B, N, D) the expert's contribution
         z = z + self.dyn_mlp(self.dyn_mlp_norm(z))
-        return z, logits, sel
+        return z, (logits if needed else None), sel
 
     def imagine(
         self,
