@@ -309,6 +309,11 @@ def train_gate(
     out = Path(out)
     ckpt = out / "checkpoint"
     rng = np.random.default_rng([cfg.seed, 2])
+    # A fresh gate: the stage-1 gate trunk, trained while the latent was still moving, learns slower than a new one.
+    for mod in (model.trunk, model.trunk_norm, model.gate, model.gate_pool, model.policy_head):
+        for sub in mod.modules() if mod is not None else ():
+            if isinstance(sub, (nn.Linear, nn.LayerNorm)):
+                sub.reset_parameters()
     trainable = {id(p) for p in gate_parameters(model)}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
