@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sizes", default="3-8", help="map sizes, e.g. 3-8 or 3,5 (default 3-8)")
     ap.add_argument("--episodes", type=int, default=6, help="episodes, spread evenly over the sizes (default 6)")
     ap.add_argument("--planner", default="search", choices=("gate", "search"), help="gate (the paper) or search")
-    ap.add_argument("--protocol", default="open", choices=("open", "closed"), help="open loop or closed loop (MPC)")
+    ap.add_argument("--protocol", default="closed", choices=("open", "closed"),
+                    help="closed loop (MPC: re-encode and re-plan after every action; default) or open loop")
     ap.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped model)")
     ap.add_argument("--seed", type=int, default=0, help="map selection and env seed")
     ap.add_argument("--video", default=DEFAULT_VIDEO, help=f"GIF or MP4 of the episodes (default {DEFAULT_VIDEO})")
