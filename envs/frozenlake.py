@@ -18,7 +18,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv  # noqa: E402
 
-from rss_world.envs.maps import MapSpec, load_suite, map_id, validate_desc  # noqa: E402
+from rss_world.envs.maps import MapSpec, map_id, maps_from, validate_desc  # noqa: E402
 from rss_world.envs.render import DEFAULT_CELL_PX, render_grid, resize_frame  # noqa: E402
 
 ENV_ID = "rss_world/VisualFrozenLake-v0"
@@ -70,15 +70,7 @@ class VisualFrozenLakeEnv(gym.Env):
             raise ValueError(f"renderer must be 'gymnasium' or 'atlas', got {renderer!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if desc is not None:
-            validate_desc(list(desc), map_id(desc))
-            maps = [MapSpec(map_id(desc), tuple(desc))]
-        elif isinstance(suite, str | Path):
-            maps = load_suite(suite)
-        else:
-            maps = [m if isinstance(m, MapSpec) else MapSpec(map_id(m), tuple(m)) for m in suite]
-            for m in maps:
-                validate_desc(list(m.desc), m.id)
+        maps = maps_from(desc, suite)
         sizes = sorted({m.size for m in maps})
         if size is None:
             if len(sizes) != 1:

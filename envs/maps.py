@@ -139,6 +139,26 @@ def validate_desc(desc: Sequence[str], name: str) -> None:
         raise ValueError(f"map {name}: unsolvable, the goal cannot be reached from the start")
 
 
+def maps_from(desc: Sequence[str] | None = None,
+              suite: Iterable[MapSpec | Sequence[str]] | str | Path | None = None) -> list[MapSpec]:
+    """The validated maps of one ``desc`` or of a ``suite`` (MapSpecs, row tuples or a JSONL path).
+
+    Raises:
+        ValueError: both or neither given, or a map is invalid (the message names it).
+    """
+    if (desc is None) == (suite is None):
+        raise ValueError("give exactly one of desc= and suite=")
+    if desc is not None:
+        validate_desc(list(desc), map_id(desc))
+        return [MapSpec(map_id(desc), tuple(desc))]
+    if isinstance(suite, str | Path):
+        return load_suite(suite)
+    maps = [m if isinstance(m, MapSpec) else MapSpec(map_id(m), tuple(m)) for m in suite]
+    for m in maps:
+        validate_desc(list(m.desc), m.id)
+    return maps
+
+
 def save_suite(path: str | Path, maps: Iterable[MapSpec]) -> None:
     """Write maps to JSONL, one ``{"id", "desc", **extra}`` object per line."""
     path = Path(path)

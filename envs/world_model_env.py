@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rss_world.envs.maps import MapSpec, find_cell, load_suite, map_id, validate_desc
+from rss_world.envs.maps import MapSpec, find_cell, map_id, maps_from, validate_desc
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import render_grid
 from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
@@ -45,17 +45,7 @@ def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | No
     Raises:
         ValueError: both or neither of desc/suite, invalid maps, mixed sizes without ``pad_to``, no map left.
     """
-    if (desc is None) == (suite is None):
-        raise ValueError("give exactly one of desc= and suite=")
-    if desc is not None:
-        validate_desc(list(desc), map_id(desc))
-        maps = [MapSpec(map_id(desc), tuple(desc))]
-    elif isinstance(suite, str | Path):
-        maps = load_suite(suite)
-    else:
-        maps = [m if isinstance(m, MapSpec) else MapSpec(map_id(m), tuple(m)) for m in suite]
-        for m in maps:
-            validate_desc(list(m.desc), m.id)
+    maps = maps_from(desc, suite)
     have = sorted({m.size for m in maps})
     if size is not None:
         maps = [m for m in maps if m.size == size]
