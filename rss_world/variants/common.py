@@ -161,6 +161,12 @@ def get_handle(model: nn.Module) -> RSRHandle | None:
     return getattr(model, _HANDLE_ATTR, None)
 
 
+def rsr_for_attention(attn: nn.Module, cfg: RSRConfig) -> RecursiveSparseAttention:
+    """The core layer around a diffusers ``Attention``'s vision projections (and its q/k norms, if any)."""
+    return RecursiveSparseAttention(cfg, attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], heads=attn.heads,
+                                    norm_q=attn.norm_q, norm_k=attn.norm_k)
+
+
 def validate_layers(layers: Any, num_layers: int) -> list[int]:
     """Check that ``layers`` is a non-empty list of distinct block indices in ``[0, num_layers)``."""
     if isinstance(layers, int) or not hasattr(layers, "__iter__"):

@@ -25,7 +25,7 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.normalization import AdaLayerNormZero
 from torch import Tensor, nn
 
-from rss_world.nn import RecursiveSparseAttention, RSRConfig
+from rss_world.nn import RSRConfig
 
 from . import common
 from .common import RSRHandle, RSRProcessor, detach_rsr, recording, save_adapters
@@ -109,9 +109,7 @@ def attach_rsr(model: DiTTransformer2DModel, layers: list[int], cfg: RSRConfig) 
         _attn(model, i)
 
     def make(attn: Attention, c: RSRConfig) -> DiTRSRProcessor:
-        rsr = RecursiveSparseAttention(c, attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], heads=attn.heads,
-                                       norm_q=attn.norm_q, norm_k=attn.norm_k)
-        return DiTRSRProcessor(rsr)
+        return DiTRSRProcessor(common.rsr_for_attention(attn, c))
 
     def hooks(procs: dict[int, RSRProcessor]) -> list:
         out = []

@@ -26,7 +26,7 @@ from diffusers import SD3Transformer2DModel
 from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 
-from rss_world.nn import RecursiveSparseAttention, RSRConfig
+from rss_world.nn import RSRConfig
 
 from . import common
 from .common import RSRHandle, RSRProcessor, detach_rsr, recording, save_adapters
@@ -113,9 +113,7 @@ def attach_rsr(model: SD3Transformer2DModel, layers: list[int], cfg: RSRConfig) 
         _attn(model, i)
 
     def make(attn: Attention, c: RSRConfig) -> SD3RSRProcessor:
-        rsr = RecursiveSparseAttention(c, attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], heads=attn.heads,
-                                       norm_q=attn.norm_q, norm_k=attn.norm_k)
-        return SD3RSRProcessor(rsr)
+        return SD3RSRProcessor(common.rsr_for_attention(attn, c))
 
     def hooks(procs: dict[int, RSRProcessor]) -> list:
         def capture(_module: nn.Module, _args: tuple, temb: Tensor) -> None:
