@@ -48,8 +48,12 @@ def load_shards(directory: str | Path, sizes: list[int] | None = None) -> dict[i
     return out
 
 
-def sample_windows(ep: Episodes, batch: int, horizon: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def sample_windows(ep: Episodes, batch: int, horizon: int, rng: np.random.Generator,
+                   long: bool = False) -> dict[str, torch.Tensor]:
     """A batch of windows of ``horizon`` steps starting at random non-terminal states.
+
+    With ``long`` the start is drawn from the states that leave ``horizon`` real steps before the episode ends
+    (from the episode start when it is shorter), so that evaluation sees as many late latent steps as possible.
 
     Returns tensors: ``frames`` (B, T+1, H, W, 3) uint8, ``actions`` (B, T) (0 where padded), ``valid`` (B, T)
     bool (step t is a real transition), ``optimal`` (B, T+1, 4), ``status`` (B, T+1, N, 2) per-token targets
@@ -57,7 +61,8 @@ def sample_windows(ep: Episodes, batch: int, horizon: int, rng: np.random.Genera
     """
     idx = rng.integers(len(ep.lengths), size=batch)
     lengths = ep.lengths[idx].astype(np.int64)
-    starts = (rng.random(batch) * np.maximum(lengths, 1)).astype(np.int64)  # in [0, length)
+    span = np.maximum(lengths - horizon + 1, 1) if long else np.maximum(lengths, 1)
+    starts = (rng.random(batch) * span).astype(np.int64)  # in [0, length)
     t_ar = np.arange(horizon + 1)
     pos = np.minimum(starts[:, None] + t_ar[None], ep.frames.shape[1] - 1)  # (B, T+1)
     frames = ep.frames[idx[:, None], pos]

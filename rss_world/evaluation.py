@@ -5,7 +5,8 @@ Protocols:
 * **open loop** (the published benchmark): one plan from the start frame; its actions are executed in the
   real env until the episode ends or the plan runs out.
 * **closed loop (MPC)**: after every real action the real frame is re-encoded, a new plan is made and its
-  first action is taken; the episode ends on goal, hole or the env's step limit.
+  first action is taken; the episode ends on goal, hole, the env's step limit, or a repeated real frame
+  (planner and env are deterministic, so a repeat is a cycle that can never end in success).
 * **agent**: a baseline acts on each real observation (random, greedy-Manhattan and oracle read the map;
   the PPO agent sees only downscaled frames).
 
@@ -16,6 +17,7 @@ per action in closed loop.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -151,7 +153,16 @@ def _open_loop(planner) -> Callable[[EpisodeTrace], Decide]:
 
 def _closed_loop(planner) -> Callable[[EpisodeTrace], Decide]:
     def make(trace: EpisodeTrace) -> Decide:
+        seen: set[bytes] = set()
+
         def decide(obs: np.ndarray, info: dict, t: int) -> int | None:
+            # Planners are deterministic and so is the env: a frame seen before in this episode means the
+            # controller is in a cycle it can never leave, so the episode stops there (a failure) instead of
+            # running to the step limit.
+            key = hashlib.sha1(np.ascontiguousarray(obs)).digest()
+            if key in seen:
+                return None
+            seen.add(key)
             plan = _timed(planner.plan, trace, obs)
             trace.plans.append(plan)
             if t == 0:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         model = load_model(ckpt)
     except (FileNotFoundError, ValueError) as err:
-        hint = "" if args.checkpoint else " (the shipped model is missing: pass --checkpoint DIR)"
+        hint = "" if args.checkpoint else " (the shipped model could not be loaded: pass --checkpoint DIR)"
         raise UsageError(f"cannot load checkpoint: {err}{hint}") from err
     try:
         maps = select_maps(load_maps(args.maps), sizes, args.episodes, args.seed)

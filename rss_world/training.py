@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rss_world.checkpoint import load_model, load_train_state, save_model, save_train_state
-from rss_world.data import Episodes, sample_windows
+from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_windows
 from rss_world.nn.routing import balance_loss
 from rss_world.nn.world_model import WorldModel
 
@@ -43,6 +43,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 100
+    lr_min_ratio: float = 0.05  # cosine decay from lr to lr * lr_min_ratio over the run (1.0: constant)
     recon_weight: float = 10.0
     agent_weight: float = 20.0  # extra reconstruction weight on the cells the agent leaves and enters
     tile_weight: float = 5.0  # extra reconstruction weight on the rare hole, start and goal cells
@@ -64,8 +65,27 @@ class TrainConfig:
                if getattr(self, k) < 1]
         if not (self.lr > 0 and math.isfinite(self.lr)):
             bad.append("lr")
+        if not 0 <= self.lr_min_ratio <= 1:
+            bad.append("lr_min_ratio")
+        if self.warmup < 1:
+            bad.append("warmup")
+        if self.gate_steps < 0 or self.gate_batch < 1 or not self.gate_lr > 0:
+            bad.append("gate_steps/gate_batch/gate_lr")
         if bad:
             raise ValueError(f"invalid training config values for {bad}: {self}")
+
+
+def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
+    """``-log Σ_{a optimal} π(a)`` per sample: any shortest-path action counts as correct."""
+    return -(probs * optimal.float()).sum(-1).clamp_min(1e-8).log()
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to ``lr_min_ratio`` at ``steps``."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
 class WindowLoss(nn.Module):
@@ -113,10 +133,10 @@ class WindowLoss(nn.Module):
                     bal.append(balance_loss(sel.probs, sel.index))
             # The gate learns to plan on top of the latent, not by reshaping it: its cross-entropy sees a detached
             # latent, so a gate that is still guessing cannot inject noise into the encoder and dynamics.
-            probs = m.action_probs(m.gate_logits(z.detach()))
-            has_opt = optimal[:, t].any(-1) & alive
-            p_opt = (probs * optimal[:, t].float()).sum(-1).clamp_min(1e-8)
-            gate.append((-p_opt.log(), has_opt))
+            # With gate_weight 0 (the two-stage recipe: stage 2 trains the gate) the term is skipped entirely.
+            if cfg.gate_weight > 0:
+                has_opt = optimal[:, t].any(-1) & alive
+                gate.append((set_nll(m.action_probs(m.gate_logits(z.detach())), optimal[:, t]), has_opt))
             if t == t1 - 1:
                 break
             if cfg.reencode:
@@ -129,7 +149,8 @@ class WindowLoss(nn.Module):
             den = sum(w.float().sum() for _, w in pairs).clamp_min(1.0)
             return num / den
 
-        out = {"recon": masked(rec), "gate": masked(gate), "status": masked(stat)}
+        zero = frames.new_zeros((), dtype=torch.float32)
+        out = {"recon": masked(rec), "gate": masked(gate) if gate else zero, "status": masked(stat)}
         out["balance"] = torch.stack(bal).mean() if bal else frames.new_zeros((), dtype=torch.float32)
         out["loss"] = (cfg.recon_weight * out["recon"] + cfg.gate_weight * out["gate"]
                        + cfg.status_weight * out["status"] + cfg.balance_weight * out["balance"])
@@ -146,7 +167,7 @@ def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig, chec
     count = np.zeros(cfg.horizon + 1)
     g_ok = g_n = 0
     for _, ep in sorted(val.items()):
-        batch = sample_windows(ep, cfg.val_windows, cfg.horizon, rng)
+        batch = sample_windows(ep, cfg.val_windows, cfg.horizon, rng, long=True)
         z = model.encode(batch["frames"][:, 0])
         alive = np.ones(cfg.val_windows, dtype=bool)
         for t in range(cfg.horizon + 1):
@@ -227,7 +248,7 @@ def train(
         rng.bit_generator.state = state["rng"][rank]["numpy"]
         torch.set_rng_state(state["rng"][rank]["torch"])
     wrapped, opt = acc.prepare(wrapped, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + start + 1) / cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + start, cfg))
     sizes = sorted(train_data)
     metrics_file = out / "metrics.jsonl"
     if acc.is_main_process:
@@ -282,11 +303,45 @@ def train(
 
 
 def gate_parameters(model: WorldModel) -> list[nn.Parameter]:
-    """The planning gate: trunk, its norm, the per-token gate, the pooling (and the ablation's policy head)."""
-    mods = [model.trunk, model.trunk_norm, model.gate, model.gate_pool]
-    if model.policy_head is not None:
-        mods.append(model.policy_head)
-    return [p for m in mods for p in m.parameters()]
+    """The planning gate's parameters (``WorldModel.gate_modules``)."""
+    return [p for m in model.gate_modules() for p in m.parameters()]
+
+
+def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Teacher-forced latents of a window batch, flattened: ``(B*(T+1), N, D)`` and the alive mask ``(B*(T+1),)``.
+
+    Step 0 is the encoded real frame; steps 1..T are imagined, exactly as a planner sees them.
+    """
+    with torch.no_grad():
+        z = model.encode(batch["frames"][:, 0])
+        latents, alive = [z], [torch.ones(len(z), dtype=torch.bool)]
+        for t in range(batch["actions"].shape[1]):
+            z, _, _ = model.step(z, batch["actions"][:, t], with_logits=False)
+            latents.append(z)
+            alive.append(alive[-1] & batch["valid"][:, t])
+    return torch.stack(latents, 1).flatten(0, 1), torch.stack(alive, 1).flatten()
+
+
+def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Stage-2 losses on one window batch: set-valued cross-entropy at every alive state with an optimal action,
+    plus (value gate) auxiliary per-token targets for its three maps: goal here, walkable here, agent here."""
+    z, alive = imagined_latents(model, batch)
+    optimal = batch["optimal"].flatten(0, 1)  # (B*(T+1), 4)
+    use = alive & optimal.any(-1)
+    out = {"gate": set_nll(model.action_probs(model.gate_logits(z[use])), optimal[use]).mean()}
+    if model.value_gate is not None:
+        maps = model.gate_maps(z[alive])  # (M, N, 3)
+        t1 = batch["frames"].shape[1]
+        tiles = batch["tiles"].flatten(1)[:, None].expand(-1, t1, -1).flatten(0, 1)[alive]  # (M, N)
+        cells = batch["cells"].flatten(0, 1)[alive]
+        size = batch["tiles"].shape[-1]
+        target = torch.stack([tiles == TILE_GOAL, tiles != TILE_HOLE], -1).float()
+        out["aux"] = (F.binary_cross_entropy_with_logits(maps[..., :2].float(), target)
+                      + F.cross_entropy(maps[..., 2].float(), cells[:, 0] * size + cells[:, 1]))
+    else:
+        out["aux"] = out["gate"].new_zeros(())
+    out["loss"] = out["gate"] + out["aux"]
+    return out
 
 
 def train_gate(
@@ -298,53 +353,58 @@ def train_gate(
     check: FrameCheck | None = None,
     progress: bool = True,
 ) -> dict:
-    """Stage 2: train only the planning gate on the frozen world model's latents of single states.
+    """Stage 2: train only the planning gate on the frozen world model's latents.
 
-    Every non-terminal state of the rollouts is a sample; the target is the oracle's optimal action set. The
-    encoder, dynamics and decoder do not change. Runs in one process (it takes minutes) and writes the final
-    checkpoint; an interrupted stage 2 restarts from its beginning on ``--resume``.
+    Each step samples ``gate_batch`` teacher-forced windows and trains on every alive state of them: the encoded
+    start and the imagined latents after 1..horizon steps, which is what an open-loop planner feeds the gate. The
+    target is the oracle's optimal action set. The encoder, dynamics and decoder do not change. Runs in one
+    process (it takes minutes) with cosine learning-rate decay and writes the final checkpoint; an interrupted
+    stage 2 restarts from its beginning on ``--resume``.
     """
     from tqdm import tqdm
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     rng = np.random.default_rng([cfg.seed, 2])
-    # A fresh gate: the stage-1 gate trunk, trained while the latent was still moving, learns slower than a new one.
-    for mod in (model.trunk, model.trunk_norm, model.gate, model.gate_pool, model.policy_head):
-        for sub in mod.modules() if mod is not None else ():
-            if isinstance(sub, (nn.Linear, nn.LayerNorm)):
+    torch.manual_seed(cfg.seed + 2)
+    # A fresh gate: a gate trained while the latent was still moving learns slower than a new one.
+    for mod in model.gate_modules():
+        for sub in mod.modules():
+            if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
+    if model.value_gate is not None:
+        model.value_gate.reset_parameters()
     trainable = {id(p) for p in gate_parameters(model)}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     opt = torch.optim.AdamW(gate_parameters(model), lr=cfg.gate_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.gate_steps))) * 0.95 + 0.05)
     sizes = sorted(train_data)
     t0 = time.time()
     last_val: dict = {}
     model.train()
-    for step in tqdm(range(cfg.gate_steps), desc="gate", disable=not progress):
+    bar = tqdm(range(cfg.gate_steps), desc="gate", disable=not progress)
+    for step in bar:
         ep = train_data[sizes[int(rng.integers(len(sizes)))]]
-        idx = rng.integers(len(ep.lengths), size=cfg.gate_batch)
-        t = (rng.random(cfg.gate_batch) * np.maximum(ep.lengths[idx], 1)).astype(np.int64)
-        frames = torch.from_numpy(ep.frames[idx, t])
-        optimal = torch.from_numpy(ep.optimal[idx, t]).float()
-        with torch.no_grad():
-            z = model.encode(frames)
-        probs = model.action_probs(model.gate_logits(z))
-        loss = -(probs * optimal).sum(-1).clamp_min(1e-8).log().mean()
-        if not torch.isfinite(loss):
+        losses = gate_losses(model, sample_windows(ep, cfg.gate_batch, cfg.horizon, rng))
+        if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
-                f"gate loss is {loss.item()} at gate step {step}; {ckpt} keeps the last good model"
+                f"gate loss is {losses['loss'].item()} at gate step {step}; {ckpt} keeps the last good model"
             )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         opt.step()
+        sched.step()
         rec = {"stage": "gate", "gate_step": step + 1, "time_s": round(time.time() - t0, 2),
-               "gate": round(float(loss.detach()), 6)}
+               **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
+        bar.set_postfix(gate=f"{rec['gate']:.3f}", aux=f"{rec['aux']:.3f}")
         if val_data and check and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.gate_steps):
             last_val = validate(model, val_data, cfg, check)
             rec.update(last_val)
+            bar.write(f"gate step {step + 1}: gate_top1={last_val['gate_top1']:.4f}")
         with (out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(rec) + "\n")
     for n, p in model.named_parameters():

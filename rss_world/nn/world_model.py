@@ -3,8 +3,10 @@
 * ``encode`` turns a frame into one latent token per grid cell (patch embedding + 2D row/column positions +
   transformer blocks), so grids of different sizes share one model.
 * ``step`` is one latent step of recursive sparse attention (``rss_world.nn.recursive``) with per-sample
-  routing: the expert is the action when it is given, else the gate picks it. The gate reads the tokens and a
-  condition computed by a small weight-tied "gate trunk" iterated ``gate_iters`` times over the tokens.
+  routing: the expert is the action when it is given, else the gate picks it. The default gate
+  (``gate="value"``) runs ``gate_iters`` sweeps of differentiable value iteration over the latent token grid
+  (``rss_world.nn.value_gate``); ``gate="trunk"`` is a weight-tied transformer block iterated ``gate_iters``
+  times, feeding the core's per-token ``GatingNetwork``.
 * ``decode`` is a transformer frame decoder: tokens -> RGB patches in [0, 1].
 * Heads: the gate's action distribution (the policy) and per-token status logits (agent on goal, agent in
   hole), pooled by max over tokens into per-sample probabilities.
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from .blocks import Block, GridPositions, patchify, unpatchify
 from .recursive import RecursiveSparseAttention, RSRConfig
 from .routing import GatingNetwork, RoutingRecord, Selection, gumbel_select
+from .value_gate import ValueIterationGate
 
 NUM_ACTIONS = 4
 REL_SCALE = 30.0  # relative-position biases are stored /30 so that Adam moves them 30x faster
@@ -39,7 +42,8 @@ class WorldModelConfig:
     heads: int = 4
     enc_layers: int = 2
     dec_layers: int = 2
-    gate_iters: int = 4
+    gate: str = "value"  # planning gate: "value" (value iteration over the token grid) or "trunk" (transformer)
+    gate_iters: int = 4  # value-iteration sweeps ("value") or weight-tied trunk iterations ("trunk")
     rank: int = 16
     experts_per_action: int = 1
     shared_expert: bool = False  # ablation: one expert for all actions plus an action embedding
@@ -58,6 +62,7 @@ class WorldModelConfig:
             "heads": self.heads >= 1 and self.dim % max(self.heads, 1) == 0,
             "enc_layers": self.enc_layers >= 0,
             "dec_layers": self.dec_layers >= 0,
+            "gate": self.gate in ("value", "trunk"),
             "gate_iters": self.gate_iters >= 0,
             "rank": self.rank >= 1,
             "experts_per_action": self.experts_per_action >= 1,
@@ -136,15 +141,23 @@ class WorldModel(nn.Module):
         # identity, so decode(step(z)) starts equal to decode(z) and training only has to learn the change.
         nn.init.zeros_(self.dyn_mlp[-1].weight)
         nn.init.zeros_(self.dyn_mlp[-1].bias)
-        # The planning gate: a weight-tied block iterated gate_iters times over the tokens (positions re-injected
-        # every iteration), then the core's GatingNetwork gives per-token expert logits, pooled into one decision
-        # per sample by a learned attention over tokens (it learns to look where the agent is). The dynamics
-        # layer's own per-sample gate is bypassed: this gate's Selection is passed in.
-        self.trunk = Block(d, cfg.heads, cfg.mlp_ratio)
-        self.trunk_norm = nn.LayerNorm(d)
-        self.gate = GatingNetwork(d, 0, cfg.num_experts, per_token=True, temperature=cfg.temperature)
-        self.gate_pool = nn.Linear(d, 1)
-        self.policy_head = nn.Linear(d, NUM_ACTIONS) if cfg.shared_expert else None
+        # The planning gate. "value": value iteration over the token grid, action logits read at the agent (the
+        # default, see value_gate.py). "trunk": a weight-tied block iterated gate_iters times over the tokens
+        # (positions re-injected every iteration), then the core's GatingNetwork gives per-token expert logits,
+        # pooled into one decision per sample by a learned attention over tokens. Either way the dynamics layer's
+        # own per-sample gate is bypassed: this gate's Selection is passed in.
+        self.value_gate = self.sub_gate = self.trunk = self.trunk_norm = self.gate = self.gate_pool = None
+        self.policy_head = None
+        if cfg.gate == "value":
+            self.value_gate = ValueIterationGate(d, NUM_ACTIONS, sweeps=cfg.gate_iters)
+            if cfg.experts_per_action > 1 and not cfg.shared_expert:
+                self.sub_gate = nn.Linear(d, cfg.num_experts)  # which of an action's experts, read at the agent
+        else:
+            self.trunk = Block(d, cfg.heads, cfg.mlp_ratio)
+            self.trunk_norm = nn.LayerNorm(d)
+            self.gate = GatingNetwork(d, 0, cfg.num_experts, per_token=True, temperature=cfg.temperature)
+            self.gate_pool = nn.Linear(d, 1)
+            self.policy_head = nn.Linear(d, NUM_ACTIONS) if cfg.shared_expert else None
         self.dec = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.dec_out = nn.Linear(d, 3 * p * p)
@@ -195,16 +208,37 @@ class WorldModel(nn.Module):
         return (frames.clamp(0, 1) * 255.0).round().to(torch.uint8)
 
     # ------------------------------------------------------------------ heads
+    def gate_modules(self) -> list[nn.Module]:
+        """The planning gate's modules (what stage-2 training updates)."""
+        mods = [self.value_gate, self.sub_gate, self.trunk, self.trunk_norm, self.gate, self.gate_pool,
+                self.policy_head]
+        return [m for m in mods if m is not None]
+
     def gate_tokens(self, z: Tensor) -> Tensor:
-        """The gate trunk: a weight-tied block iterated ``gate_iters`` times, ``(B, N, D)``."""
+        """The trunk gate's tokens: a weight-tied block iterated ``gate_iters`` times, ``(B, N, D)``."""
+        if self.trunk is None:
+            raise ValueError("gate_tokens needs gate='trunk'")
         pos = self.dyn_pos(math.isqrt(z.shape[1]))
         h = z
         for _ in range(self.cfg.gate_iters):
             h = self.trunk(h + z + pos)
         return self.trunk_norm(h)
 
+    def gate_maps(self, z: Tensor) -> Tensor:
+        """The value gate's per-token logits ``(B, N, 3)``: goal here, walkable here, agent here."""
+        if self.value_gate is None:
+            raise ValueError("gate_maps needs gate='value'")
+        return self.value_gate.maps(z)
+
     def gate_logits(self, z: Tensor) -> Tensor:
-        """Expert logits ``(B, E)`` at latent ``z`` (per-token gate logits pooled by a learned attention)."""
+        """Expert logits ``(B, E)`` at latent ``z`` (``(B, 4)`` action logits for the shared-expert ablation)."""
+        if self.value_gate is not None:
+            logits, where = self.value_gate(z)  # (B, 4)
+            if self.sub_gate is None:
+                return logits
+            k = self.cfg.experts_per_action
+            sub = self.sub_gate((where[..., None] * z).sum(1)).view(-1, NUM_ACTIONS, k).log_softmax(-1)
+            return (logits[..., None] + sub).reshape(-1, NUM_ACTIONS * k)
         h = self.gate_tokens(z)
         w = torch.softmax(self.gate_pool(h).squeeze(-1), dim=1)  # (B, N)
         if self.policy_head is not None:
@@ -217,7 +251,7 @@ class WorldModel(nn.Module):
 
     def action_probs(self, gate_logits: Tensor) -> Tensor:
         probs = F.softmax(gate_logits.float(), -1)
-        if self.policy_head is not None:
+        if self.cfg.shared_expert:
             return probs
         return probs.view(-1, NUM_ACTIONS, self.cfg.experts_per_action).sum(-1)
 
@@ -274,7 +308,7 @@ class WorldModel(nn.Module):
         logits = self.gate_logits(z) if needed else None
         if action is None:
             picked = gumbel_select(logits, self.cfg.temperature, self.training).index
-            action = picked if self.policy_head is not None else picked // self.cfg.experts_per_action
+            action = picked if self.cfg.shared_expert else picked // self.cfg.experts_per_action
         action = torch.as_tensor(action, device=z.device)
         if action.shape != (z.shape[0],) or action.dtype not in (torch.int64, torch.int32):
             raise ValueError(

@@ -11,7 +11,7 @@ import torch
 from rss_world.envs.maps import MapSpec, map_id
 from rss_world.evaluation import SUMMARY_KEYS, planner_stats, run_map_baseline, run_planner, select_maps, summarize
 from rss_world.nn.world_model import WorldModel, WorldModelConfig
-from rss_world.planning import GatePlanner, SearchPlanner, SearchPlannerConfig
+from rss_world.planning import GatePlanner, Plan, SearchPlanner, SearchPlannerConfig
 from rss_world.video import filmstrip, routing_figures, write_video
 
 torch.set_num_threads(1)
@@ -52,9 +52,20 @@ def test_protocols_on_a_3x3_map(model, protocol, planner_cls):
             assert len(t.plans) == len(t.actions) == len(t.decision_ms)
             assert len(t.imagined_frames) == len(t.real_frames)
             assert t.actions == [p.actions[0] for p in t.plans]
-            assert t.record.reached_goal or t.record.fell_in_hole or len(t.actions) == 36
+            cycled = len({f.tobytes() for f in t.real_frames}) < len(t.real_frames)
+            assert t.record.reached_goal or t.record.fell_in_hole or cycled or len(t.actions) == 36
     check_schema(summarize(traces), 2)
     assert set(planner_stats(traces)) == {"steps_saved", "halted_early", "expansions"}
+
+
+def test_closed_loop_stops_at_a_repeated_frame():
+    class Left:  # walks into the west wall from the start at column 0: the next frame repeats the first
+        def plan(self, frame):
+            return Plan(actions=[0], frames=np.zeros((2, 48, 48, 3), np.uint8), halted_early=False, steps_saved=0,
+                        expansions=1)
+
+    (trace,) = run_planner(Left(), MAPS[:1], "closed")
+    assert trace.actions == [0] and len(trace.plans) == 1 and not trace.record.reached_goal
 
 
 def test_oracle_baseline_scores_perfectly_and_random_is_seeded():

@@ -147,7 +147,7 @@ def test_gate_stage_changes_only_the_gate(tmp_path):
     train(m, data, None, dataclasses.replace(cfg, gate_steps=0), tmp_path / "r", progress=False)  # stage 1 only
     before = {k: v.clone() for k, v in m.state_dict().items()}
     train(m, data, None, cfg, tmp_path / "r", progress=False, resume=True)  # stage 1 is complete: only stage 2
-    gate_keys = ("trunk", "gate.", "gate_pool")
+    gate_keys = ("value_gate.", "sub_gate.", "trunk", "gate.", "gate_pool", "policy_head")
     changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith(gate_keys) for k in changed), sorted(changed)
     shipped = load_model(tmp_path / "r" / "checkpoint")
