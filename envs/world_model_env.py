@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,11 @@ class LatentSlots:
         canvas: canvas side in cells (observations are padded to ``canvas · cell_px`` pixels).
         device: torch device of the model (default: where its parameters are).
         precision: "fp32", or "bf16" (autocast: faster on CPUs with bf16 matmuls; frames may differ by rounding).
+        cache_size: start latents kept for maps seen before (a model change needs a new ``LatentSlots``).
     """
 
     def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", cache_size: int = 4096) -> None:
         if num < 1:
             raise ValueError(f"need at least one episode slot, got {num}")
         if precision not in ("fp32", "bf16"):
@@ -120,6 +122,8 @@ class LatentSlots:
         self.side = canvas * self.cell_px
         self.z = torch.zeros(num, canvas * canvas, model.cfg.dim, device=self.device)  # (B, N_max, D)
         self.sizes = np.zeros(num, np.int64)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, ...], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -132,21 +136,34 @@ class LatentSlots:
     def load(self, idx: np.ndarray, descs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Start episodes ``idx`` on ``descs``: encode the real start frames.
 
+        A map's start latent is a pure function of the map, so it is cached (``cache_size`` maps, least recently
+        used first out): resets of maps seen before cost no forward pass.
+
         Returns:
             ``(frames (k, side, side, 3) uint8`` (the real start frames, padded), ``status (k, 2))``.
         """
         idx = np.asarray(idx, np.int64)
+        keys = [tuple(d) for d in descs]
         starts = [start_frame(d, self.cell_px) for d in descs]
         self.sizes[idx] = [len(d) for d in descs]
         obs = np.stack([pad_frame(f, self.side) for f in starts])
-        status = np.zeros((len(idx), 2), np.float32)
-        for n, local in self._groups(idx):
+        todo = np.array([k for k, key in enumerate(keys) if key not in self._cache], np.int64)
+        sizes = np.array([len(d) for d in descs])
+        for n in np.unique(sizes[todo]) if len(todo) else ():
+            local = todo[sizes[todo] == n]
             x = torch.as_tensor(np.stack([starts[k] for k in local]), device=self.device)
             with self._autocast():
                 z = self.model.encode(x).float()  # (b, n², D)
-            rows = torch.as_tensor(idx[local], device=self.device)
-            self.z[rows, : n * n] = z
-            status[local] = self.model.status(z).float().cpu().numpy()
+            st = self.model.status(z).float().cpu().numpy()
+            for j, k in enumerate(local):
+                self._cache[keys[k]] = (z[j], st[j])
+        status = np.zeros((len(idx), 2), np.float32)
+        for k, key in enumerate(keys):
+            z, status[k] = self._cache[key]
+            self._cache.move_to_end(key)
+            self.z[int(idx[k]), : z.shape[0]] = z
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return obs, status
 
     @torch.no_grad()

@@ -137,3 +137,21 @@ def test_head_parser_agreement(maps):
     assert got["goal_agreement"] == 0.5 and got["hole_agreement"] == 1.0 and got["agreement"] == 0.5
     res = measure_head_agreement(tiny(), maps, steps=2, num_envs=4)
     assert res["frames"] == 8 and 0 <= res["agreement"] <= 1
+
+
+def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps):
+    from rss_world.envs.world_model_env import LatentSlots
+
+    m = tiny(seed=3)
+    slots = LatentSlots(m, 4, canvas=4, cache_size=2)
+    descs = [maps[0].desc, maps[3].desc, maps[0].desc, maps[4].desc]
+    obs, status = slots.load(np.arange(4), descs)
+    assert len(slots._cache) == 2  # three distinct maps, the least recently used one dropped
+    with torch.no_grad():
+        fresh = m.encode(torch.as_tensor(start_frame(maps[0].desc))[None])[0]
+        fresh4 = m.encode(torch.as_tensor(start_frame(maps[4].desc))[None])[0]
+    assert torch.allclose(slots.z[0, :9], fresh, atol=1e-6) and torch.allclose(slots.z[2, :9], fresh, atol=1e-6)
+    assert torch.allclose(slots.z[3, :16], fresh4, atol=1e-6)
+    assert np.allclose(status[0], status[2])
+    slots.load(np.array([1]), [maps[0].desc])  # cached: no forward pass, same latent
+    assert torch.allclose(slots.z[1, :9], fresh, atol=1e-6)
