@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def main() -> None:
         "state of those windows (the encoded start frame, then the imagined latents after 1..8 teacher-forced "
         "steps), the gate's argmax action is one of the oracle's shortest-path actions.",
         "",
-        f"Command: `python experiments/world_model_eval.py{' --quick' if args.quick else ''}`",
+        f"Command: `{' '.join(['python experiments/world_model_eval.py', *sys.argv[1:]])}`",
         "",
     ]
     header = [
