@@ -31,6 +31,8 @@ ABLATIONS = {
     "no recursion (T=1, re-encode the decoded frame each step)": ({}, {"reencode": True}),
     "no routing (one shared expert + action embedding)": ({"shared_expert": True}, {}),
     "E=8 (2 experts per action)": ({"experts_per_action": 2}, {}),
+    "transformer-trunk gate (gate=trunk, 4 iterations) instead of value iteration": (
+        {"gate": "trunk", "gate_iters": 4}, {}),
 }
 
 
