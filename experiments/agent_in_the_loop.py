@@ -91,7 +91,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="rss_world/checkpoints/frozenlake")
     p.add_argument("--quick", action="store_true", help="tiny untrained model, tiny budgets (smoke run)")
-    p.add_argument("--steps", type=int, default=50_000, help="training budget of each agent (env steps)")
+    p.add_argument("--steps", type=int, default=200_000, help="training budget of each agent (env steps)")
+    p.add_argument("--train-max-steps", type=int, default=ag.TRAIN_MAX_STEPS,
+                   help="training episode limit in both envs (0: the env's 4*size^2); evaluation keeps 4*size^2")
     p.add_argument("--algos", nargs="+", default=["ppo"], choices=ag.ALGOS)
     p.add_argument("--n-envs", type=int, default=32)
     p.add_argument("--episodes", type=int, default=200, help="real-env test episodes (sizes 3-6, evenly)")
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     for algo in args.algos:
         for kind in ag.ENVS:
             agent, meta = ag.train(algo, kind, args.steps, train_maps, model if kind == "wm" else None,
-                                   args.n_envs, max(SIZES), args.seed)
+                                   args.n_envs, max(SIZES), args.seed, args.train_max_steps or None)
             ag.save_agent(agent, Path("outputs/agents") / f"{algo}_{kind}{'_quick' if args.quick else ''}.zip", meta)
             t0 = time.perf_counter()
             summary = ag.evaluate(agent, meta, test, args.seed)
@@ -170,7 +172,8 @@ def main(argv=None) -> int:
     L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. bf16: CPU autocast (precision='bf16'). "
           "Rows without a thread count use 1 torch thread, like the real env's single Python loop; the "
           "multi-thread rows use every core of this CPU for the batched env only.",
-          "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts), "
+          "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts; training "
+          f"episodes truncated at {args.train_max_steps or '4·size²'} steps in both envs), "
           f"judged in the real env on {len(test)} test maps (sizes 3–6)", "",
           "| algo | trained in | real env steps used | train s | " + " | ".join(METRICS) + " |",
           "|---|---|---:|---:|" + "---:|" * len(METRICS)]

@@ -41,6 +41,7 @@ from rss_world.envs.world_model_env import WorldModelEnv, pad_frame
 ALGOS = ("ppo", "dqn")
 ENVS = ("wm", "real")
 ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
+TRAIN_MAX_STEPS = 24  # training episode limit in both envs (the imagination horizon)
 
 
 class CellCNN(BaseFeaturesExtractor):
@@ -78,17 +79,20 @@ class PaddedRealEnv(gym.Env):
         pad_to: canvas side in cells.
         cell_px: pixels per cell.
         renderer: "atlas" (fast, pixel-identical) or "gymnasium" (pygame).
+        max_steps: episode step limit (default ``4 · size²``).
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, maps: Sequence[MapSpec], pad_to: int = 6, cell_px: int = 16, renderer: str = "atlas") -> None:
+    def __init__(self, maps: Sequence[MapSpec], pad_to: int = 6, cell_px: int = 16, renderer: str = "atlas",
+                 max_steps: int | None = None) -> None:
         self.maps = [m for m in maps if m.size <= pad_to]
         if not self.maps:
             raise ValueError(f"no map of size <= {pad_to}")
         self.side = pad_to * cell_px
         self.envs = {s: VisualFrozenLakeEnv(suite=[m for m in self.maps if m.size == s], cell_px=cell_px,
-                                            renderer=renderer) for s in sorted({m.size for m in self.maps})}
+                                            renderer=renderer, max_steps=max_steps)
+                     for s in sorted({m.size for m in self.maps})}
         self.observation_space = gym.spaces.Box(0, 255, (self.side, self.side, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(4)
         self.env = next(iter(self.envs.values()))
@@ -110,18 +114,21 @@ class PaddedRealEnv(gym.Env):
 
 
 def make_vec_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_to: int = 6, model=None,
-                 seed: int = 0, device: str | None = None):
-    """A VecEnv for training: ``"wm"`` (batched imagination, needs ``model``) or ``"real"`` (DummyVecEnv)."""
+                 seed: int = 0, device: str | None = None, max_steps: int | None = None):
+    """A VecEnv for training: ``"wm"`` (batched imagination, needs ``model``) or ``"real"`` (DummyVecEnv).
+
+    ``max_steps`` truncates episodes (default: the env's ``4 · size²``)."""
     if kind == "wm":
         from rss_world.envs.world_model_vec_env import WorldModelVecEnv
 
         if model is None:
             raise ValueError("the world-model env needs a model (--checkpoint)")
-        return WorldModelVecEnv(model, n_envs, suite=maps, pad_to=pad_to, seed=seed, device=device)
+        return WorldModelVecEnv(model, n_envs, suite=maps, pad_to=pad_to, seed=seed, device=device,
+                                max_steps=max_steps)
     if kind == "real":
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        env = DummyVecEnv([lambda: PaddedRealEnv(maps, pad_to) for _ in range(n_envs)])
+        env = DummyVecEnv([lambda: PaddedRealEnv(maps, pad_to, max_steps=max_steps) for _ in range(n_envs)])
         env.seed(seed)
         return env
     raise ValueError(f"unknown env kind {kind!r}, expected one of {ENVS}")
@@ -145,8 +152,12 @@ def build_agent(algo: str, env, seed: int = 0, cell_px: int = 16):
 
 
 def train(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model=None, n_envs: int = 16,
-          pad_to: int = 6, seed: int = 0) -> tuple[object, dict]:
+          pad_to: int = 6, seed: int = 0, max_steps: int | None = TRAIN_MAX_STEPS) -> tuple[object, dict]:
     """Train an agent for ``steps`` env steps in the world model or the real env.
+
+    Training episodes are truncated at ``max_steps`` in either env (an imagination horizon, as in Dreamer, IRIS
+    and DIAMOND: imagined frames drift on very long rollouts; SB3 bootstraps the value at truncation). ``None``
+    keeps the env's ``4 · size²``. Evaluation in the real env always uses ``4 · size²``.
 
     Returns:
         ``(agent, meta)``; ``meta`` has ``algo``, ``env``, ``steps``, ``real_env_steps`` (0 inside the world model:
@@ -155,11 +166,14 @@ def train(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model=N
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     cell_px = model.cfg.cell_px if model is not None else 16
-    env = make_vec_env(env_kind, maps, n_envs, pad_to, model, seed)
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    env = make_vec_env(env_kind, maps, n_envs, pad_to, model, seed, max_steps=max_steps)
     agent = build_agent(algo, env, seed, cell_px)
     t0 = time.perf_counter()
     agent.learn(total_timesteps=steps)
     meta = {"algo": algo, "env": env_kind, "steps": int(agent.num_timesteps), "pad_to": pad_to, "cell_px": cell_px,
+            "train_max_steps": max_steps,
             "real_env_steps": int(agent.num_timesteps) if env_kind == "real" else 0,
             "train_seconds": time.perf_counter() - t0}
     env.close()
@@ -328,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--algo", choices=ALGOS, default="ppo")
     t.add_argument("--steps", type=int, default=50_000)
     t.add_argument("--n-envs", type=int, default=16)
+    t.add_argument("--train-max-steps", type=int, default=TRAIN_MAX_STEPS,
+                   help="training episode limit in either env (0: the env's 4*size^2)")
     t.add_argument("--out", required=True)
     e = sub.add_parser("eval", help="evaluate a saved agent in the real env on test maps")
     e.add_argument("--agent", required=True)
@@ -348,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "train":
             model = _load_wm(args.checkpoint)
             agent, meta = train(args.algo, args.env, args.steps, load_default_suite("train", args.sizes), model,
-                                args.n_envs, max(args.sizes), args.seed)
+                                args.n_envs, max(args.sizes), args.seed, args.train_max_steps or None)
             print(f"saved {save_agent(agent, args.out, meta)}: {json.dumps(meta)}")
         elif args.cmd == "eval":
             agent, meta = load_agent(args.agent)

@@ -36,6 +36,32 @@ def test_short_real_training_counts_real_steps():
     assert meta["real_env_steps"] == meta["steps"] >= 32
 
 
+def test_training_envs_truncate_at_the_training_horizon():
+    import pytest
+
+    maps = load_default_suite("train", [3, 4])[:6]
+    for kind, model in (("wm", WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1,
+                                                           rank=4))), ("real", None)):
+        if model is not None:
+            with torch.no_grad():  # status heads never fire: only the step limit can end an episode
+                model.status_head.weight.zero_()
+                model.status_head.bias.fill_(-9.0)
+        env = ag.make_vec_env(kind, maps, 2, 4, model, seed=0, max_steps=3)
+        env.reset()
+        hit = None
+        for t in range(3):
+            _, _, dones, infos = env.step(np.array([0, 0]))  # LEFT: never reaches a goal from these starts in 3 steps
+            hit = (t, dones, infos) if hit is None and dones.any() else hit
+        t, dones, infos = hit
+        if kind == "wm":
+            assert t == 2 and dones.all() and all(i["TimeLimit.truncated"] for i in infos)
+        else:  # a real episode may end earlier in a hole; the limit itself is the env's
+            assert t <= 2 and all(e.max_steps == 3 for padded in env.envs for e in padded.envs.values())
+        env.close()
+    with pytest.raises(ValueError, match="max_steps"):
+        ag.train("ppo", "real", 8, maps, n_envs=2, pad_to=4, max_steps=0)
+
+
 def test_replay_and_video(tmp_path):
     model = tiny()
     desc = ("SFF", "FHF", "FFG")
