@@ -80,12 +80,16 @@ def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
     return -(probs * optimal.float()).sum(-1).clamp_min(1e-8).log()
 
 
+def cosine_decay(frac: float, floor: float) -> float:
+    """1 at ``frac = 0``, ``floor`` at ``frac >= 1``, half a cosine in between."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up for ``warmup`` steps, then cosine decay to ``lr_min_ratio`` at ``steps``."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    return cosine_decay((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), cfg.lr_min_ratio)
 
 
 class WindowLoss(nn.Module):
@@ -314,7 +318,7 @@ def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tenso
     """
     with torch.no_grad():
         z = model.encode(batch["frames"][:, 0])
-        latents, alive = [z], [torch.ones(len(z), dtype=torch.bool)]
+        latents, alive = [z], [torch.ones(len(z), dtype=torch.bool, device=z.device)]
         for t in range(batch["actions"].shape[1]):
             z, _, _ = model.step(z, batch["actions"][:, t], with_logits=False)
             latents.append(z)
@@ -368,28 +372,28 @@ def train_gate(
     ckpt = out / "checkpoint"
     rng = np.random.default_rng([cfg.seed, 2])
     torch.manual_seed(cfg.seed + 2)
-    # A fresh gate: a gate trained while the latent was still moving learns slower than a new one.
+    # A fresh gate: a gate trained while the latent was still moving learns slower than a new one. (modules()
+    # includes each gate module itself, so ValueIterationGate.reset_parameters re-draws its kernels too.)
     for mod in model.gate_modules():
         for sub in mod.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
-    if model.value_gate is not None:
-        model.value_gate.reset_parameters()
     trainable = {id(p) for p in gate_parameters(model)}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     opt = torch.optim.AdamW(gate_parameters(model), lr=cfg.gate_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.gate_steps))) * 0.95 + 0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_decay(s / cfg.gate_steps, cfg.lr_min_ratio))
     sizes = sorted(train_data)
+    device = next(model.parameters()).device
     t0 = time.time()
     last_val: dict = {}
     model.train()
     bar = tqdm(range(cfg.gate_steps), desc="gate", disable=not progress)
     for step in bar:
         ep = train_data[sizes[int(rng.integers(len(sizes)))]]
-        losses = gate_losses(model, sample_windows(ep, cfg.gate_batch, cfg.horizon, rng))
+        batch = {k: v.to(device) for k, v in sample_windows(ep, cfg.gate_batch, cfg.horizon, rng).items()}
+        losses = gate_losses(model, batch)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
                 f"gate loss is {losses['loss'].item()} at gate step {step}; {ckpt} keeps the last good model"
