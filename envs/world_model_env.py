@@ -148,9 +148,8 @@ class LatentSlots:
         self.sizes[idx] = [len(d) for d in descs]
         obs = np.stack([pad_frame(f, self.side) for f in starts])
         todo = np.array([k for k, key in enumerate(keys) if key not in self._cache], np.int64)
-        sizes = np.array([len(d) for d in descs])
-        for n in np.unique(sizes[todo]) if len(todo) else ():
-            local = todo[sizes[todo] == n]
+        for _, sub in self._groups(idx[todo]):
+            local = todo[sub]
             x = torch.as_tensor(np.stack([starts[k] for k in local]), device=self.device)
             with self._autocast():
                 z = self.model.encode(x).float()  # (b, n², D)

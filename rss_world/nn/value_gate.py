@@ -80,7 +80,6 @@ class ValueIterationGate(nn.Module):
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(action logits (B, A), agent weights (B, N))``."""
         maps = self.maps(z)
-        b, n, _ = maps.shape
         q = F.conv2d(self.values(maps), self.kernels(), padding=1).flatten(2)  # (B, A, N)
         where = torch.softmax(maps[..., 2].float(), -1)  # (B, N)
         q_agent = (q * where[:, None]).sum(-1)  # (B, A)
