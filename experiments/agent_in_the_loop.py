@@ -50,16 +50,50 @@ def real_steps_per_s(maps, renderer: str, steps: int, seed: int = 0) -> float:
     return steps / dt
 
 
-def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision: str = "fp32") -> float:
-    """Imagined steps/s of the batched VecEnv (``batch · steps`` env steps, one warm-up step)."""
-    env = WorldModelVecEnv(model, batch, suite=maps, pad_to=max(SIZES), seed=seed, precision=precision)
-    rng = np.random.default_rng(seed)
-    env.reset()
-    env.step(rng.integers(4, size=batch))
-    t0 = time.perf_counter()
-    for _ in range(steps):
+def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision: str = "fp32",
+                   threads: int = 1) -> float:
+    """Imagined steps/s of the batched VecEnv (``batch · steps`` env steps, one warm-up step) on ``threads``
+    torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        env = WorldModelVecEnv(model, batch, suite=maps, pad_to=max(SIZES), seed=seed, precision=precision)
+        rng = np.random.default_rng(seed)
+        env.reset()
         env.step(rng.integers(4, size=batch))
-    return batch * steps / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            env.step(rng.integers(4, size=batch))
+        return batch * steps / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+REAL_REF = "real (gymnasium render)"
+
+
+def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0) -> dict[str, list[float]]:
+    """Steps/s of the real env and of the batched imagined env, in ``rounds`` interleaved rounds.
+
+    Every row is measured once per round, one after the other, so a slow spell of a shared CPU hits every row of
+    that round alike; the report gives medians and the range of the per-round ratios.
+    """
+    cores = os.cpu_count() or 1
+    rows = {REAL_REF: lambda: real_steps_per_s(maps, "gymnasium", t_real // 4, seed),
+            "real (atlas render)": lambda: real_steps_per_s(maps, "atlas", t_real, seed)}
+    for prec in ("fp32", "bf16"):
+        for b in (64, 256):
+            rows[f"imagined, batch {b}, {prec}"] = \
+                lambda b=b, prec=prec: wm_steps_per_s(model, maps, b, t_wm, seed, prec)
+    if cores > 1:  # the batched env can use every core; the real env is one sequential Python loop
+        for b in (64, 256):
+            rows[f"imagined, batch {b}, fp32, {cores} threads"] = \
+                lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, threads=cores)
+    out: dict[str, list[float]] = {k: [] for k in rows}
+    for _ in range(rounds):
+        for name, measure in rows.items():
+            out[name].append(measure())
+    return out
 
 
 def compounding(model, actor, maps) -> dict[int, tuple[float, int]]:
@@ -99,10 +133,13 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=200, help="real-env test episodes (sizes 3-6, evenly)")
     p.add_argument("--replays", type=int, default=100, help="test maps for the compounding error")
     p.add_argument("--wm-data", default="outputs/data/fl_train", help="world-model training data (counted)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (medians are reported)")
     p.add_argument("--out", default=None)
     p.add_argument("--video", default="outputs/agents/agent_in_the_loop.gif")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     torch.set_num_threads(1)
     if args.quick:
         from rss_world.nn.world_model import WorldModel, WorldModelConfig
@@ -111,6 +148,7 @@ def main(argv=None) -> int:
         model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
         args.steps, args.episodes, args.replays = min(args.steps, 512), min(args.episodes, 8), min(args.replays, 8)
         t_real, t_wm, out = 100, 5, args.out or "outputs/agent_in_the_loop_quick.md"
+        args.rounds = min(args.rounds, 2)
     else:
         from rss_world.checkpoint import load_model
 
@@ -120,19 +158,9 @@ def main(argv=None) -> int:
     train_maps = load_default_suite("train", SIZES)
     test = ag.eval_maps(SIZES, args.episodes, args.seed)
 
-    # 1. throughput, one run
-    thr = {"real (gymnasium render)": real_steps_per_s(train_maps, "gymnasium", t_real // 4, args.seed),
-           "real (atlas render)": real_steps_per_s(train_maps, "atlas", t_real, args.seed)}
-    for prec in ("fp32", "bf16"):
-        for b in (64, 256):
-            thr[f"imagined, batch {b}, {prec}"] = wm_steps_per_s(model, train_maps, b, t_wm, args.seed, prec)
-    cores = os.cpu_count() or 1
-    if cores > 1:  # the batched env can use every core; the real env is one sequential Python loop
-        torch.set_num_threads(cores)
-        for b in (64, 256):
-            thr[f"imagined, batch {b}, fp32, {cores} threads"] = wm_steps_per_s(model, train_maps, b, t_wm, args.seed)
-        torch.set_num_threads(1)
-    print(json.dumps(thr, indent=1), flush=True)
+    # 1. throughput, one run, interleaved rounds
+    thr = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed)
+    print(json.dumps({k: [round(x) for x in v] for k, v in thr.items()}, indent=1), flush=True)
 
     # 2. agents: same budget in imagination and for real, judged in the real env on test maps
     rows, agents = [], {}
@@ -161,17 +189,21 @@ def main(argv=None) -> int:
     nvid = ag.write_play_video(reps, args.video)
 
     # report
-    real_ref = thr["real (gymnasium render)"]
+    real = np.array(thr[REAL_REF])
     wm_data = data_transitions(args.wm_data)
     cmd = "python experiments/agent_in_the_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wm_name = "tiny untrained (--quick)" if args.quick else args.checkpoint
     L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; "
          f"CPU: {platform.processor() or platform.machine()}, torch threads 1; seed {args.seed}.", "",
-         "## Throughput (one run)", "", "| env | steps/s | ÷ real (gymnasium render) |", "|---|---:|---:|"]
-    L += [f"| {k} | {v:,.0f} | {v / real_ref:.1f}× |" for k, v in thr.items()]
-    L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. bf16: CPU autocast (precision='bf16'). "
-          "Rows without a thread count use 1 torch thread, like the real env's single Python loop; the "
-          "multi-thread rows use every core of this CPU for the batched env only.",
+         f"## Throughput (one run, {args.rounds} interleaved rounds)", "",
+         "| env | steps/s (median) | ÷ real (gymnasium render), median | per-round range |", "|---|---:|---:|---:|"]
+    for k, v in thr.items():
+        ratio = np.array(v) / real
+        L.append(f"| {k} | {np.median(v):,.0f} | {np.median(ratio):.1f}× | {ratio.min():.1f}–{ratio.max():.1f}× |")
+    L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. Each round measures every row once, "
+          "one after the other; a ratio divides a row by the real env's figure of the same round. bf16: CPU "
+          "autocast (precision='bf16'). Rows without a thread count use 1 torch thread, like the real env's single "
+          "Python loop; the multi-thread rows use every core of this CPU for the batched env only.",
           "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts; training "
           f"episodes truncated at {args.train_max_steps or '4·size²'} steps in both envs), "
           f"judged in the real env on {len(test)} test maps (sizes 3–6)", "",

@@ -77,7 +77,7 @@ class BaseCache:
     ctx: tuple[Tensor, Tensor, Tensor] | None  # context q, k, v (B, H, M, d), already normed
     a0: Tensor  # (B, N, H*d) base attention output for vision rows, before W_o
     ctx_a0: Tensor | None  # (B, M, H*d) base attention output for context rows
-    base_out: Tensor  # (B, N, D) W_o a0 + b
+    base_out: Tensor | None  # (B, N, D) W_o a0 + b (None when prepare(with_out=False))
 
 
 @dataclass
@@ -185,7 +185,8 @@ class RecursiveSparseAttention(nn.Module):
         return a[:, :n], (a[:, n:] if ctx is not None else None)
 
     def prepare(
-        self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None = None, attn_bias: Tensor | None = None
+        self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None = None, attn_bias: Tensor | None = None,
+        with_out: bool = True,
     ) -> BaseCache:
         """Run the frozen base once: projections, base attention and base output.
 
@@ -193,6 +194,8 @@ class RecursiveSparseAttention(nn.Module):
             x: vision tokens ``(B, N, D)``.
             context_qkv: optional context ``(q, k, v)``, each ``(B, H, M, d)``, already projected and normed.
             attn_bias: optional additive bias of the base attention, broadcastable to ``(B, H, N+M, N+M)``.
+            with_out: also compute ``base_out = W_o a0 + b``. A caller that only needs the steps' updates
+                (``step`` reads ``a0``, never ``base_out``) passes ``False`` and saves one projection.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"vision tokens must be (B, N, {self.dim}), got {tuple(x.shape)}")
@@ -211,7 +214,7 @@ class RecursiveSparseAttention(nn.Module):
         k0 = self._heads(self.base["to_k"](x))
         v0 = self._heads(self.base["to_v"](x))
         a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv, attn_bias)
-        base_out = self.base["to_out"](a0)  # (B, N, D)
+        base_out = self.base["to_out"](a0) if with_out else None  # (B, N, D)
         return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, base_out)
 
     def step(

@@ -162,6 +162,7 @@ class WorldModel(nn.Module):
         self.dec_norm = nn.LayerNorm(d)
         self.dec_out = nn.Linear(d, 3 * p * p)
         self.status_head = nn.Linear(d, 2)
+        self._rel_cache: dict[tuple[int, str], Tensor] = {}  # relative-offset indices per grid size (no params)
 
     # ------------------------------------------------------------------ encode / decode
     def check_frames(self, frames: Tensor) -> int:
@@ -205,7 +206,7 @@ class WorldModel(nn.Module):
     @staticmethod
     def to_uint8(frames: Tensor) -> Tensor:
         """Decoded frames in [0, 1] -> uint8."""
-        return (frames.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        return frames.clamp(0, 1).mul_(255.0).round_().to(torch.uint8)  # one temporary, rounded in place
 
     # ------------------------------------------------------------------ heads
     def gate_modules(self) -> list[nn.Module]:
@@ -280,6 +281,13 @@ class WorldModel(nn.Module):
         return self.dyn_norm(z) + self.dyn_pos(math.isqrt(z.shape[1]))
 
     def _rel_index(self, size: int, device) -> Tensor:
+        """``(N, N)`` indices into the flattened ``(2·max_size − 1)²`` relative offsets (cached per size)."""
+        key = (size, str(device))
+        if key not in self._rel_cache:
+            self._rel_cache[key] = self._make_rel_index(size, device)
+        return self._rel_cache[key]
+
+    def _make_rel_index(self, size: int, device) -> Tensor:
         r = torch.arange(size, device=device)
         rr, cc = torch.meshgrid(r, r, indexing="ij")
         rr, cc = rr.reshape(-1), cc.reshape(-1)  # (N,)
@@ -321,10 +329,11 @@ class WorldModel(nn.Module):
             x = x + self.action_embed(action)[:, None, :]  # no-routing ablation: the action enters as an embedding
         rel = self._rel_index(math.isqrt(z.shape[1]), z.device)
         base_bias = REL_SCALE * self.rel_base[:, rel]  # (H, N, N)
-        cache = self.rsr.prepare(x, attn_bias=base_bias)
+        cache = self.rsr.prepare(x, attn_bias=base_bias, with_out=False)  # the step needs a0, not W_o a0
+        expert_table = REL_SCALE * self.rel_expert[:, :, rel]  # (E, H, N, N), gathered once per step
 
         def expert_bias(index: Tensor) -> Tensor:
-            return base_bias + REL_SCALE * self.rel_expert[index][:, :, rel]  # (B, H, N, N)
+            return base_bias + expert_table[index]  # (B, H, N, N)
 
         index = self._expert_for(action, logits)
         if logits is None:
