@@ -111,6 +111,8 @@ class LatentSlots:
                  precision: str = "fp32", cache_size: int = 4096) -> None:
         if num < 1:
             raise ValueError(f"need at least one episode slot, got {num}")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
@@ -123,7 +125,8 @@ class LatentSlots:
         self.z = torch.zeros(num, canvas * canvas, model.cfg.dim, device=self.device)  # (B, N_max, D)
         self.sizes = np.zeros(num, np.int64)
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, ...], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        # map rows -> (start latent (n², D), status (2,), padded start frame (side, side, 3))
+        self._cache: OrderedDict[tuple[str, ...], tuple[torch.Tensor, np.ndarray, np.ndarray]] = OrderedDict()
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -133,32 +136,59 @@ class LatentSlots:
         return [(int(s), np.flatnonzero(sizes == s)) for s in np.unique(sizes)]
 
     @torch.no_grad()
+    def _encode(self, keys: Sequence[tuple[str, ...]], batch: int) -> None:
+        """Encode the start frames of ``keys`` (maps not cached yet, no repeats) into the cache, by grid size, in
+        chunks of at most ``batch`` maps."""
+        by_size: dict[int, list[tuple[str, ...]]] = {}
+        for key in keys:
+            by_size.setdefault(len(key), []).append(key)
+        for group in by_size.values():
+            for lo in range(0, len(group), batch):
+                chunk = group[lo: lo + batch]
+                starts = [start_frame(key, self.cell_px) for key in chunk]
+                x = torch.as_tensor(np.stack(starts), device=self.device)
+                with self._autocast():
+                    z = self.model.encode(x).float()  # (b, n², D)
+                st = self.model.status(z).float().cpu().numpy()
+                for j, key in enumerate(chunk):
+                    self._cache[key] = (z[j], st[j], pad_frame(starts[j], self.side))
+
+    def preencode(self, descs: Sequence[Sequence[str]], batch: int = 256) -> int:
+        """Encode the start frames of every map in ``descs`` now, in large batches, so that no later reset onto
+        one of them runs the encoder. Returns how many maps were encoded (cached ones are skipped).
+
+        Raises:
+            ValueError: more distinct maps than ``cache_size`` (they could not all stay cached), or ``batch < 1``.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        keys = list(dict.fromkeys(tuple(d) for d in descs))
+        if len(keys) > self.cache_size:
+            raise ValueError(f"{len(keys)} distinct maps do not fit the start-latent cache (cache_size="
+                             f"{self.cache_size}); pass a larger cache_size or do not pre-encode")
+        todo = [key for key in keys if key not in self._cache]
+        self._encode(todo, batch)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return len(todo)
+
     def load(self, idx: np.ndarray, descs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Start episodes ``idx`` on ``descs``: encode the real start frames.
 
-        A map's start latent is a pure function of the map, so it is cached (``cache_size`` maps, least recently
-        used first out): resets of maps seen before cost no forward pass.
+        A map's start latent (and its rendered start frame) is a pure function of the map, so it is cached
+        (``cache_size`` maps, least recently used first out): resets of maps seen before cost no forward pass.
 
         Returns:
             ``(frames (k, side, side, 3) uint8`` (the real start frames, padded), ``status (k, 2))``.
         """
         idx = np.asarray(idx, np.int64)
         keys = [tuple(d) for d in descs]
-        starts = [start_frame(d, self.cell_px) for d in descs]
         self.sizes[idx] = [len(d) for d in descs]
-        obs = np.stack([pad_frame(f, self.side) for f in starts])
-        todo = np.array([k for k, key in enumerate(keys) if key not in self._cache], np.int64)
-        for _, sub in self._groups(idx[todo]):
-            local = todo[sub]
-            x = torch.as_tensor(np.stack([starts[k] for k in local]), device=self.device)
-            with self._autocast():
-                z = self.model.encode(x).float()  # (b, n², D)
-            st = self.model.status(z).float().cpu().numpy()
-            for j, k in enumerate(local):
-                self._cache[keys[k]] = (z[j], st[j])
+        self._encode([key for key in dict.fromkeys(keys) if key not in self._cache], len(keys))
+        obs = np.empty((len(idx), self.side, self.side, 3), np.uint8)
         status = np.zeros((len(idx), 2), np.float32)
         for k, key in enumerate(keys):
-            z, status[k] = self._cache[key]
+            z, status[k], obs[k] = self._cache[key]
             self._cache.move_to_end(key)
             self.z[int(idx[k]), : z.shape[0]] = z
         while len(self._cache) > self.cache_size:
@@ -210,6 +240,8 @@ class WorldModelEnv(gym.Env):
         device: torch device for the model.
         render_mode: None or "rgb_array".
         precision: "fp32" or "bf16" (see :class:`LatentSlots`).
+        preencode: encode every map's start frame now (see :meth:`LatentSlots.preencode`).
+        cache_size: start latents kept (see :class:`LatentSlots`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -217,7 +249,8 @@ class WorldModelEnv(gym.Env):
     def __init__(self, model: WorldModel, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None,
-                 render_mode: str | None = None, precision: str = "fp32") -> None:
+                 render_mode: str | None = None, precision: str = "fp32", preencode: bool = False,
+                 cache_size: int = 4096) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if max_steps is not None and max_steps < 1:
@@ -225,7 +258,9 @@ class WorldModelEnv(gym.Env):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
-        self.slots = LatentSlots(model, 1, canvas, device, precision)
+        self.slots = LatentSlots(model, 1, canvas, device, precision, cache_size)
+        if preencode:
+            self.slots.preencode([m.desc for m in self.maps])
         self.model = self.slots.model
         self.cell_px, self.canvas = self.slots.cell_px, canvas
         self.max_steps, self.threshold, self.render_mode = max_steps, threshold, render_mode

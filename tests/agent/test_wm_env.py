@@ -155,3 +155,34 @@ def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps):
     assert np.allclose(status[0], status[2])
     slots.load(np.array([1]), [maps[0].desc])  # cached: no forward pass, same latent
     assert torch.allclose(slots.z[1, :9], fresh, atol=1e-6)
+
+
+def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps):
+    m = tiny(seed=4)
+    lazy = WorldModelVecEnv(tiny(seed=4), 5, suite=maps, pad_to=4, seed=2)  # same weights, its own encoder
+    calls = []
+    encode = m.encode
+    m.encode = lambda frames: calls.append(len(frames)) or encode(frames)  # count the frames encoded
+    eager = WorldModelVecEnv(m, 5, suite=maps, pad_to=4, seed=2, preencode=True)
+    assert sum(calls) == len(maps) and len(calls) == 2  # one batch per grid size (3 and 4)
+    assert eager.slots.preencode([mp.desc for mp in maps]) == 0  # all cached: nothing left to encode
+    obs_e, obs_l = eager.reset(), lazy.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # random actions end episodes, so slots are reset onto new maps
+        a = rng.integers(4, size=5)
+        (oe, re, de, _), (ol, rl, dl, _) = eager.step(a), lazy.step(a)
+        assert np.abs(oe.astype(int) - ol.astype(int)).max() <= 1
+        assert np.array_equal(de, dl) and np.array_equal(re, rl)
+    assert sum(calls) == len(maps)  # resets and steps of the pre-encoded env never ran the encoder
+    assert np.array_equal(obs_e, obs_l)
+
+
+def test_preencode_needs_the_maps_to_fit_the_cache(maps):
+    from rss_world.envs.world_model_env import LatentSlots
+
+    with pytest.raises(ValueError, match="do not fit the start-latent cache"):
+        WorldModelVecEnv(tiny(), 2, suite=maps, pad_to=4, preencode=True, cache_size=len(maps) - 1)
+    with pytest.raises(ValueError, match="cache_size must be >= 0"):
+        LatentSlots(tiny(), 2, canvas=4, cache_size=-1)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        LatentSlots(tiny(), 2, canvas=4).preencode([maps[0].desc], batch=0)
