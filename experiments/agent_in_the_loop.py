@@ -4,9 +4,11 @@ agreement, and open-loop compounding error. Writes ``experiments/results/agent_i
     python experiments/agent_in_the_loop.py --checkpoint rss_world/checkpoints/frozenlake
     python experiments/agent_in_the_loop.py --quick          # smoke run: tiny untrained model, seconds
 
-Throughput is measured in one run on this CPU (one torch thread): imagined steps/s of the batched
-``WorldModelVecEnv`` (batch 64 and 256, random actions, auto-reset) against real ``VisualFrozenLakeEnv`` steps/s
-with gymnasium's pygame rendering (and with the fast pixel-identical atlas renderer, for reference).
+Throughput is measured in one run on this CPU: imagined steps/s of the batched ``WorldModelVecEnv`` (batch 64 and
+256, random actions, auto-reset; one torch thread and every core; fp32 and bf16) against real
+``VisualFrozenLakeEnv`` steps/s with gymnasium's pygame rendering, each imagined row paired with a real measurement
+taken right before it (and the fast pixel-identical atlas renderer, for reference). Agents are trained with
+several seeds (``--agent-seeds``), since PPO on frames varies a lot from seed to seed.
 """
 
 from __future__ import annotations
@@ -74,15 +76,16 @@ def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision
 REAL_REF = "real (gymnasium render)"
 
 
-def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0) -> dict[str, list[float]]:
-    """Steps/s of the real env and of the batched imagined env, in ``rounds`` interleaved rounds.
+def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Steps/s of the real env and of the batched imagined env, and their ratios, in ``rounds`` rounds.
 
-    Every row is measured once per round, one after the other, so a slow spell of a shared CPU hits every row of
-    that round alike; the report gives medians and the range of the per-round ratios.
+    Each round measures every row once, and every row right after its own measurement of the real env with
+    gymnasium rendering: a ratio is one such side-by-side pair, so a slow spell of a shared CPU hits both of its
+    terms alike. Returns ``(steps/s per row, ratios to the paired real figure per row)``.
     """
     cores = os.cpu_count() or 1
-    rows = {REAL_REF: lambda: real_steps_per_s(maps, "gymnasium", t_real // 4, seed),
-            "real (atlas render)": lambda: real_steps_per_s(maps, "atlas", t_real, seed)}
+    rows = {"real (atlas render)": lambda: real_steps_per_s(maps, "atlas", t_real, seed)}
     for prec in ("fp32", "bf16"):
         for b in (64, 256):
             rows[f"imagined, batch {b}, {prec}"] = \
@@ -91,14 +94,19 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0) 
         rows[f"imagined, batch {b}, fp32, encoder on every reset"] = \
             lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, preencode=False)
     if cores > 1:  # the batched env can use every core; the real env is one sequential Python loop
-        for b in (64, 256):
-            rows[f"imagined, batch {b}, fp32, {cores} threads"] = \
-                lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, threads=cores)
-    out: dict[str, list[float]] = {k: [] for k in rows}
+        for prec in ("fp32", "bf16"):
+            for b in (64, 256):
+                rows[f"imagined, batch {b}, {prec}, {cores} threads"] = \
+                    lambda b=b, prec=prec: wm_steps_per_s(model, maps, b, t_wm, seed, prec, threads=cores)
+    speed: dict[str, list[float]] = {REAL_REF: [], **{k: [] for k in rows}}
+    ratio: dict[str, list[float]] = {k: [] for k in rows}
     for _ in range(rounds):
         for name, measure in rows.items():
-            out[name].append(measure())
-    return out
+            real = real_steps_per_s(maps, "gymnasium", t_real // 4, seed)
+            speed[REAL_REF].append(real)
+            speed[name].append(measure())
+            ratio[name].append(speed[name][-1] / real)
+    return speed, ratio
 
 
 def compounding(model, actor, maps) -> dict[int, tuple[float, int]]:
@@ -141,7 +149,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (medians are reported)")
     p.add_argument("--out", default=None)
     p.add_argument("--video", default="outputs/agents/agent_in_the_loop.gif")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="maps, throughput and evaluation")
+    p.add_argument("--agent-seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="training seeds of every agent (PPO on frames varies a lot from seed to seed)")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
@@ -164,21 +174,22 @@ def main(argv=None) -> int:
     test = ag.eval_maps(SIZES, args.episodes, args.seed)
 
     # 1. throughput, one run, interleaved rounds
-    thr = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed)
-    print(json.dumps({k: [round(x) for x in v] for k, v in thr.items()}, indent=1), flush=True)
+    thr, thr_ratio = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed)
+    print(json.dumps({k: [round(x, 1) for x in v] for k, v in thr_ratio.items()}, indent=1), flush=True)
 
-    # 2. agents: same budget in imagination and for real, judged in the real env on test maps
+    # 2. agents: same budget in imagination and for real, for every training seed, judged in the real env
     rows, agents = [], {}
     for algo in args.algos:
-        for kind in ag.ENVS:
-            agent, meta = ag.train(algo, kind, args.steps, train_maps, model if kind == "wm" else None,
-                                   args.n_envs, max(SIZES), args.seed, args.train_max_steps or None)
-            ag.save_agent(agent, Path("outputs/agents") / f"{algo}_{kind}{'_quick' if args.quick else ''}.zip", meta)
-            t0 = time.perf_counter()
-            summary = ag.evaluate(agent, meta, test, args.seed)
-            agents[(algo, kind)] = (agent, meta)
-            rows.append((algo, kind, meta, summary, time.perf_counter() - t0))
-            print(algo, kind, meta, {k: summary[k] for k in METRICS}, flush=True)
+        for seed in args.agent_seeds:
+            for kind in ag.ENVS:
+                agent, meta = ag.train(algo, kind, args.steps, train_maps, model if kind == "wm" else None,
+                                       args.n_envs, max(SIZES), seed, args.train_max_steps or None)
+                tag = f"{algo}_{kind}_s{seed}{'_quick' if args.quick else ''}"
+                ag.save_agent(agent, Path("outputs/agents") / f"{tag}.zip", meta)
+                summary = ag.evaluate(agent, meta, test, args.seed)
+                agents.setdefault((algo, kind), (agent, meta))  # the first seed's agents feed sections 3-5
+                rows.append((algo, kind, seed, meta, summary))
+                print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, flush=True)
 
     # 3. heads vs parser, 4. compounding error, 5. video
     wm_agent, wm_meta = agents[(args.algos[0], "wm")]
@@ -187,46 +198,61 @@ def main(argv=None) -> int:
     agree_agent = measure_head_agreement(model, train_maps, steps=16, num_envs=64, pad_to=max(SIZES), seed=args.seed,
                                          policy=lambda obs: wm_agent.predict(obs, deterministic=False)[0])
     rmaps = ag.eval_maps(SIZES, args.replays, args.seed + 1)
-    comp = {f"{a} trained in {k}": compounding(model, ag.FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps)
-            for a, k in agents}
+    comp = {f"{a} trained in {k} (seed {args.agent_seeds[0]})":
+            compounding(model, ag.FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps) for a, k in agents}
     comp["oracle (shortest path)"] = compounding(model, "oracle", rmaps)
     reps = [ag.imagine_and_replay(model, m.desc, actor, 16) for m in rmaps[:: max(1, len(rmaps) // 4)][:4]]
     nvid = ag.write_play_video(reps, args.video)
 
     # report
-    real = np.array(thr[REAL_REF])
     wm_data = data_transitions(args.wm_data)
     cmd = "python experiments/agent_in_the_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wm_name = "tiny untrained (--quick)" if args.quick else args.checkpoint
     L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; "
          f"CPU: {platform.processor() or platform.machine()}, torch threads 1; seed {args.seed}.", "",
-         f"## Throughput (one run, {args.rounds} interleaved rounds)", "",
-         "| env | steps/s (median) | ÷ real (gymnasium render), median | per-round range |", "|---|---:|---:|---:|"]
-    for k, v in thr.items():
-        ratio = np.array(v) / real
-        L.append(f"| {k} | {np.median(v):,.0f} | {np.median(ratio):.1f}× | {ratio.min():.1f}–{ratio.max():.1f}× |")
-    L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. Each round measures every row once, "
-          "one after the other; a ratio divides a row by the real env's figure of the same round. bf16: CPU "
-          "autocast (precision='bf16'). Rows without a thread count use 1 torch thread, like the real env's single "
-          "Python loop; the multi-thread rows use every core of this CPU for the batched env only.",
-          "", f"## Agents: {rows[0][2]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts; training "
-          f"episodes truncated at {args.train_max_steps or '4·size²'} steps in both envs), "
-          f"judged in the real env on {len(test)} test maps (sizes 3–6)", "",
-          "| algo | trained in | real env steps used | train s | " + " | ".join(METRICS) + " |",
-          "|---|---|---:|---:|" + "---:|" * len(METRICS)]
-    for algo, kind, meta, s, _ in rows:
+         f"## Throughput (one run, {args.rounds} rounds of side-by-side pairs)", "",
+         "| env | steps/s (median) | ÷ real (gymnasium render), median of pairs | range of pairs |",
+         "|---|---:|---:|---:|", f"| {REAL_REF} | {np.median(thr[REAL_REF]):,.0f} | 1.0× | |"]
+    for k, r in thr_ratio.items():
+        L.append(f"| {k} | {np.median(thr[k]):,.0f} | {np.median(r):.1f}× | {min(r):.1f}–{max(r):.1f}× |")
+    L += ["", "Target: imagined (batch 64 and 256) ÷ real with rendering ≥ 10×. Every row is measured right after "
+          "its own measurement of the real env (gymnasium render), and the ratio is taken within that pair; each "
+          "round measures every row once. Imagined rows use start latents encoded when the env is built, as agent "
+          "training does, except the rows 'encoder on every reset'. bf16: CPU autocast (precision='bf16'). Rows "
+          "without a thread count use 1 torch thread, like the real env's single Python loop; the multi-thread "
+          "rows use every core of this CPU for the batched env only.",
+          "", f"## Agents: {rows[0][3]['steps']:,} env steps each (budget {args.steps:,}, whole rollouts; training "
+          f"episodes truncated at {args.train_max_steps or '4·size²'} steps in both envs), training seeds "
+          f"{', '.join(map(str, args.agent_seeds))}, judged in the real env on {len(test)} test maps (sizes 3–6)", "",
+          "| algo | trained in | seed | real env steps used | train s | " + " | ".join(METRICS) + " |",
+          "|---|---|---|---:|---:|" + "---:|" * len(METRICS)]
+    for algo, kind, seed, meta, s in rows:
         used = f"{meta['real_env_steps']:,}" if kind == "real" else \
             f"0 (+ {wm_data:,} in the world model's data)" if wm_data is not None else "0 (+ the world model's data)"
-        L.append(f"| {algo} | {'world model' if kind == 'wm' else 'real env'} | {used} | {meta['train_seconds']:.0f} | "
-                 + " | ".join(fmt(s[k]) for k in METRICS) + " |")
+        L.append(f"| {algo} | {'world model' if kind == 'wm' else 'real env'} | {seed} | {used} | "
+                 f"{meta['train_seconds']:.0f} | " + " | ".join(fmt(s[k]) for k in METRICS) + " |")
+    L += ["", "Success over training seeds (mean ± std of the seeds):", "",
+          "| algo | trained in | success per seed | mean | std |", "|---|---|---|---:|---:|"]
     for algo in args.algos:
-        wm_s, real_s = (next(r[3]["success_rate"] for r in rows if r[:2] == (algo, k)) for k in ("wm", "real"))
-        ratio = wm_s / real_s if real_s else float("nan")
-        L.append(f"\n{algo}: success in imagination-trained ÷ real-trained = {fmt(ratio)} (target ≥ 0.9).")
-    L += ["", "Per size (success rate):", "", "| algo | trained in | " + " | ".join(str(s) for s in SIZES) + " |",
-          "|---|---|" + "---:|" * len(SIZES)]
-    L += [f"| {a} | {k} | " + " | ".join(fmt(s["per_size"].get(str(z), {}).get("success_rate")) for z in SIZES) + " |"
-          for a, k, _, s, _ in rows]
+        means = {}
+        for kind in ag.ENVS:
+            succ = np.array([r[4]["success_rate"] for r in rows if r[:2] == (algo, kind)])
+            means[kind] = succ.mean()
+            L.append(f"| {algo} | {'world model' if kind == 'wm' else 'real env'} | "
+                     f"{', '.join(f'{x:.3f}' for x in succ)} | {succ.mean():.3f} | {succ.std():.3f} |")
+        ratio = means["wm"] / means["real"] if means["real"] else float("nan")
+        succ_of = {(r[1], r[2]): r[4]["success_rate"] for r in rows if r[0] == algo}
+        per_seed = [fmt(succ_of["wm", sd] / succ_of["real", sd]) if succ_of["real", sd] else "–"
+                    for sd in args.agent_seeds]
+        L.append(f"\n{algo}: mean success of imagination-trained ÷ real-trained = {fmt(float(ratio))} over "
+                 f"{len(args.agent_seeds)} seeds (target ≥ 0.9); per seed {', '.join(per_seed)}.")
+    L += ["", "Per size (success rate, mean over seeds):", "",
+          "| algo | trained in | " + " | ".join(str(s) for s in SIZES) + " |", "|---|---|" + "---:|" * len(SIZES)]
+    for algo in args.algos:
+        for kind in ag.ENVS:
+            per = [np.mean([r[4]["per_size"].get(str(z), {}).get("success_rate", np.nan) for r in rows
+                            if r[:2] == (algo, kind)]) for z in SIZES]
+            L.append(f"| {algo} | {kind} | " + " | ".join(fmt(float(x)) for x in per) + " |")
     L += ["", "## Status heads vs the frame parser on decoded frames", "",
           "Reward/termination come from the model's status head; the parser only measures it.", "",
           "| actions | frames | agreement (both) | goal | hole | heads goal rate | parser goal rate | heads hole rate "
