@@ -1,0 +1,70 @@
+"""Batched imagined-env throughput of two or more world-model checkpoints, side by side in one run.
+
+    mkdir -p /tmp/dec2 && git show 8ffa6d0:rss_world/checkpoints/frozenlake/config.json > /tmp/dec2/config.json
+    git show 8ffa6d0:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/dec2/model.safetensors
+    python experiments/checkpoint_throughput.py /tmp/dec2 rss_world/checkpoints/frozenlake
+
+Each round measures the real env (gymnasium render) once, then every checkpoint at batch 64 and 256 with start latents
+pre-encoded (as agent training uses the env); ratios between checkpoints are taken within a round. Writes
+``experiments/results/checkpoint_throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_in_the_loop import SIZES, real_steps_per_s, wm_steps_per_s  # noqa: E402
+
+from rss_world.checkpoint import load_model  # noqa: E402
+from rss_world.envs.maps import load_default_suite  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="+", help="checkpoint directories; the first is the reference")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=30, help="batched steps per measurement")
+    p.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: 1 and every core)")
+    p.add_argument("--out", default="experiments/results/checkpoint_throughput.md")
+    args = p.parse_args(argv)
+    if len(args.checkpoints) < 2:
+        p.error("give at least two checkpoints to compare")
+    if args.rounds < 1 or args.steps < 1:
+        p.error("--rounds and --steps must be >= 1")
+    torch.set_num_threads(1)
+    models = {c: load_model(c).eval() for c in args.checkpoints}
+    maps = load_default_suite("train", SIZES)
+    threads = args.threads or sorted({1, os.cpu_count() or 1})
+    keys = [(c, b, t) for t in threads for b in (64, 256) for c in args.checkpoints]
+    speed: dict = {k: [] for k in keys}
+    real: list[float] = []
+    for _ in range(args.rounds):
+        real.append(real_steps_per_s(maps, "gymnasium", 500))
+        for c, b, t in keys:
+            speed[c, b, t].append(wm_steps_per_s(models[c], maps, b, args.steps, threads=t))
+    ref = args.checkpoints[0]
+    L = ["# Imagined-env throughput by checkpoint", "",
+         f"Command: `python experiments/checkpoint_throughput.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+         "", f"{args.rounds} rounds; real env (gymnasium render): {np.median(real):,.0f} steps/s (median).", "",
+         "| checkpoint | decoder blocks | batch | threads | steps/s (median) | ÷ real | ÷ first checkpoint (range) |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+    for c, b, t in keys:
+        v = np.array(speed[c, b, t])
+        vs = v / np.array(speed[ref, b, t])
+        L.append(f"| `{c}` | {models[c].cfg.dec_layers} | {b} | {t} | {np.median(v):,.0f} | "
+                 f"{np.median(v / np.array(real)):.1f}× | {np.median(vs):.2f}× ({vs.min():.2f}–{vs.max():.2f}) |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(L) + "\n")
+    print("\n".join(L))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
