@@ -80,6 +80,14 @@ def pad_frame(frame: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
+def resolve_cache_size(cache_size: int | None, preencode: bool, num_maps: int) -> int:
+    """An env's start-latent cache: ``cache_size`` when given; by default 4096 maps, grown to the whole suite when
+    the env pre-encodes it (so that every pre-encoded map stays cached)."""
+    if cache_size is not None:
+        return cache_size
+    return max(4096, num_maps) if preencode else 4096
+
+
 def check_action(action: Any) -> int:
     """Return ``action`` as an int, or raise a ``ValueError`` naming the problem (type, shape, range)."""
     a = np.asarray(action)
@@ -241,7 +249,7 @@ class WorldModelEnv(gym.Env):
         render_mode: None or "rgb_array".
         precision: "fp32" or "bf16" (see :class:`LatentSlots`).
         preencode: encode every map's start frame now (see :meth:`LatentSlots.preencode`).
-        cache_size: start latents kept (see :class:`LatentSlots`).
+        cache_size: start latents kept (see :class:`LatentSlots`); default :func:`resolve_cache_size`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -250,7 +258,7 @@ class WorldModelEnv(gym.Env):
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None,
                  render_mode: str | None = None, precision: str = "fp32", preencode: bool = False,
-                 cache_size: int = 4096) -> None:
+                 cache_size: int | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if max_steps is not None and max_steps < 1:
@@ -258,7 +266,8 @@ class WorldModelEnv(gym.Env):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
-        self.slots = LatentSlots(model, 1, canvas, device, precision, cache_size)
+        self.slots = LatentSlots(model, 1, canvas, device, precision,
+                                 resolve_cache_size(cache_size, preencode, len(self.maps)))
         if preencode:
             self.slots.preencode([m.desc for m in self.maps])
         self.model = self.slots.model

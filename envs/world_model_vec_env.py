@@ -17,7 +17,14 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rss_world.envs.world_model_env import LatentSlots, Suite, head_parser_agreement, pick_map, resolve_maps
+from rss_world.envs.world_model_env import (
+    LatentSlots,
+    Suite,
+    head_parser_agreement,
+    pick_map,
+    resolve_cache_size,
+    resolve_maps,
+)
 from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
 
 
@@ -43,13 +50,14 @@ class WorldModelVecEnv(VecEnv):
         precision: "fp32" or "bf16" (see :class:`~rss_world.envs.world_model_env.LatentSlots`).
         preencode: encode every map's start frame now, in large batches, so that no reset runs the encoder
             (the maps must fit the start-latent cache, ``cache_size``). Training runs want this.
-        cache_size: start latents kept per env (see :class:`~rss_world.envs.world_model_env.LatentSlots`).
+        cache_size: start latents kept (see :class:`~rss_world.envs.world_model_env.LatentSlots`); default
+            :func:`~rss_world.envs.world_model_env.resolve_cache_size` (4096, or the whole suite when pre-encoding).
     """
 
     def __init__(self, model: WorldModel, num_envs: int, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None, seed: int | None = None,
-                 precision: str = "fp32", preencode: bool = False, cache_size: int = 4096) -> None:
+                 precision: str = "fp32", preencode: bool = False, cache_size: int | None = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_steps is not None and max_steps < 1:
@@ -57,7 +65,8 @@ class WorldModelVecEnv(VecEnv):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, self.canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
-        self.slots = LatentSlots(model, num_envs, self.canvas, device, precision, cache_size)
+        self.slots = LatentSlots(model, num_envs, self.canvas, device, precision,
+                                 resolve_cache_size(cache_size, preencode, len(self.maps)))
         if preencode:
             self.slots.preencode([m.desc for m in self.maps])
         self.model = self.slots.model

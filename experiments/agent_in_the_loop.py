@@ -61,7 +61,7 @@ def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision
     torch.set_num_threads(threads)
     try:
         env = WorldModelVecEnv(model, batch, suite=maps, pad_to=max(SIZES), seed=seed, precision=precision,
-                               preencode=preencode, cache_size=max(4096, len(maps)))
+                               preencode=preencode)
         rng = np.random.default_rng(seed)
         env.reset()
         env.step(rng.integers(4, size=batch))

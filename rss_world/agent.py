@@ -125,7 +125,7 @@ def make_vec_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_to: i
             raise ValueError("the world-model env needs a model (--checkpoint)")
         # Every start latent is encoded once, up front, and kept: resets then never run the encoder.
         return WorldModelVecEnv(model, n_envs, suite=maps, pad_to=pad_to, seed=seed, device=device,
-                                max_steps=max_steps, preencode=True, cache_size=max(4096, len(maps)))
+                                max_steps=max_steps, preencode=True)
     if kind == "real":
         from stable_baselines3.common.vec_env import DummyVecEnv
 

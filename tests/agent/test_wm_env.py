@@ -178,8 +178,10 @@ def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps):
 
 
 def test_preencode_needs_the_maps_to_fit_the_cache(maps):
-    from rss_world.envs.world_model_env import LatentSlots
+    from rss_world.envs.world_model_env import LatentSlots, resolve_cache_size
 
+    assert resolve_cache_size(None, True, 5000) == 5000  # pre-encoding grows the default cache to the suite
+    assert resolve_cache_size(None, False, 5000) == 4096 and resolve_cache_size(7, True, 5000) == 7
     with pytest.raises(ValueError, match="do not fit the start-latent cache"):
         WorldModelVecEnv(tiny(), 2, suite=maps, pad_to=4, preencode=True, cache_size=len(maps) - 1)
     with pytest.raises(ValueError, match="cache_size must be >= 0"):
