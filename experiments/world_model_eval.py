@@ -21,7 +21,7 @@ import torch
 from rss_world.checkpoint import load_model
 from rss_world.data import load_shards
 from rss_world.nn.world_model import WorldModel, WorldModelConfig
-from rss_world.train import compose, ensure_data, frame_check
+from rss_world.train import compose, ensure_recipe_data, frame_check
 from rss_world.training import TrainConfig, train, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = compose(["model=tiny"] if args.quick else [])
     sizes = list(cfg.data.sizes)
-    ensure_data(cfg.data.train_dir, "train", cfg.data.train_episodes, cfg.data.seed, sizes)
-    ensure_data(cfg.data.val_dir, "val", cfg.data.val_episodes, cfg.data.seed + 1, sizes, eps=0.1, random_frac=0.0)
+    ensure_recipe_data(cfg.data)
     val = load_shards(cfg.data.val_dir, sizes)
     check = frame_check()
     tcfg = TrainConfig(**cfg.train)

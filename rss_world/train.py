@@ -38,10 +38,20 @@ def frame_check():
 
 
 def ensure_data(directory: str, suite: str, episodes: int, seed: int, sizes, **kw) -> None:
+    """Collect the rollouts the recipe asks for into ``directory``, or complete them there. A directory that holds a
+    collection made with other settings raises ``ValueError`` (its manifest differs) rather than being used."""
     from rss_world.collect import collect
 
-    if not any(Path(directory).glob("size*.npz")):
-        collect(directory, suite=suite, episodes=episodes, seed=seed, sizes=sizes, **kw)
+    collect(directory, suite=suite, episodes=episodes, seed=seed, sizes=sizes, resume=True, **kw)
+
+
+def ensure_recipe_data(data) -> None:
+    """The recipe's rollouts (the ``data`` config group): the train split with its behaviour mix, and the val split
+    collected ε-oracle only (ε = 0.1), so validation windows are the same whatever the training mix."""
+    sizes = list(data.sizes)
+    ensure_data(data.train_dir, "train", data.train_episodes, data.seed, sizes, eps=data.eps,
+                random_frac=data.random_frac, bump_frac=data.bump_frac)
+    ensure_data(data.val_dir, "val", data.val_episodes, data.seed + 1, sizes, eps=0.1, random_frac=0.0)
 
 
 def run_frozenlake(cfg) -> dict:
@@ -57,8 +67,7 @@ def run_frozenlake(cfg) -> dict:
     tcfg = TrainConfig(**cfg.train)
     tcfg.validate()
     sizes = list(cfg.data.sizes)
-    ensure_data(cfg.data.train_dir, "train", cfg.data.train_episodes, cfg.data.seed, sizes)
-    ensure_data(cfg.data.val_dir, "val", cfg.data.val_episodes, cfg.data.seed + 1, sizes, eps=0.1, random_frac=0.0)
+    ensure_recipe_data(cfg.data)
     train_data = load_shards(cfg.data.train_dir, sizes)
     val_data = load_shards(cfg.data.val_dir, sizes)
     model = WorldModel(mcfg)

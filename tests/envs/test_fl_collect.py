@@ -80,3 +80,81 @@ def test_collect_import_has_no_side_effects():
     code = "import sys, rss_world.collect; print('gymnasium' in sys.modules, 'pygame' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def _runs_of_invalid(shard) -> list[int]:
+    runs = []
+    for e in range(len(shard["lengths"])):
+        run = 0
+        for t in range(int(shard["lengths"][e])):
+            run = run + 1 if shard["invalid"][e, t] else 0
+            if run and (t + 1 == int(shard["lengths"][e]) or not shard["invalid"][e, t + 1]):
+                runs.append(run)
+    return runs
+
+
+def test_bump_episodes_press_against_the_edge_and_leave_other_episodes_alone(tmp_path):
+    kw = {**KW, "episodes": 40}
+    plain = {int(i): (s, j) for s in _load(collect(tmp_path / "p", **kw)) for j, i in enumerate(s["episode_index"])}
+    mixed = _load(collect(tmp_path / "m", **kw, bump_frac=0.5))
+    maps = {m.id: m.desc for m in load_default_suite("train")}
+    kinds = np.concatenate([s["kind"] for s in mixed])
+    assert set(kinds.tolist()) == {0, 1, 2} and (kinds == 2).sum() >= 10
+    bump_runs, n_bump_steps, n_bump_invalid = [], 0, 0
+    for s in mixed:
+        for j, i in enumerate(s["episode_index"]):
+            ps, pj = plain[int(i)]
+            if s["kind"][j] != 2:  # the same draw decides the kind: non-bump episodes are untouched
+                assert ps["kind"][pj] == s["kind"][j]
+                assert np.array_equal(ps["actions"][pj], s["actions"][j])
+                continue
+            assert ps["kind"][pj] == 0  # bump episodes replace ε-oracle ones only
+            desc = maps[str(s["map_ids"][j])]
+            cell = tuple(s["cells"][j, 0])
+            for t in range(int(s["lengths"][j])):
+                assert parse_frame(s["frames"][j, t]).equals_grid(desc, cell)
+                cell, off = move(desc, cell, int(s["actions"][j, t]))
+                assert off == s["invalid"][j, t] and cell == tuple(s["cells"][j, t + 1])
+                n_bump_steps += 1
+                n_bump_invalid += int(off)
+        one = {k: v[s["kind"] == 2] for k, v in s.items() if np.ndim(v) and len(v) == len(s["kind"])}
+        bump_runs += _runs_of_invalid(one)
+    plain_runs = [r for s in plain.values() for r in _runs_of_invalid({k: v[s[1]:s[1] + 1] for k, v in s[0].items()
+                                                                        if np.ndim(v) and len(v) == len(s[0]["kind"])})]
+    assert n_bump_invalid / n_bump_steps > 0.2
+    assert max(bump_runs) >= 4 and max(bump_runs) > max(plain_runs, default=0)
+
+
+def test_bad_mix_and_old_manifests(tmp_path):
+    with pytest.raises(ValueError, match="bump_frac"):
+        collect(tmp_path / "x", **KW, random_frac=0.7, bump_frac=0.4)
+    with pytest.raises(ValueError, match="bump_frac"):
+        collect(tmp_path / "x", **KW, bump_frac=-0.1)
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "old"
+    paths = collect(out, **KW)
+    settings = json.loads((out / "manifest.json").read_text())
+    del settings["bump_frac"]  # a collection made before bump episodes existed
+    (out / "manifest.json").write_text(json.dumps(settings))
+    assert collect(out, **KW, resume=True) == paths
+    with pytest.raises(ValueError, match="another directory"):
+        collect(out, **KW, bump_frac=0.2, resume=True)
+
+
+def test_recipe_data_refuses_a_collection_with_other_settings(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rss_world.train import ensure_recipe_data
+
+    data = OmegaConf.create({"train_dir": str(tmp_path / "t"), "val_dir": str(tmp_path / "v"), "train_episodes": 6,
+                             "val_episodes": 3, "sizes": [3], "seed": 0, "eps": 0.2, "random_frac": 0.2,
+                             "bump_frac": 0.2})
+    ensure_recipe_data(data)
+    shards = sorted((tmp_path / "t").glob("size*.npz"))
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    ensure_recipe_data(data)  # complete already: nothing rewritten
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes
+    data.bump_frac = 0.0
+    with pytest.raises(ValueError, match="holds a collection with settings"):
+        ensure_recipe_data(data)
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes
