@@ -1,0 +1,63 @@
+"""experiments/imagined_drift.py: scripted actors and a tiny end-to-end run."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+import imagined_drift as drift  # noqa: E402
+
+from rss_world.checkpoint import save_model  # noqa: E402
+from rss_world.collect import off_grid_actions  # noqa: E402
+from rss_world.envs.maps import load_default_suite  # noqa: E402
+from rss_world.envs.oracle import move  # noqa: E402
+from rss_world.nn.world_model import WorldModel, WorldModelConfig  # noqa: E402
+
+
+def test_edge_actor_walks_around_holes_then_presses_against_the_edge():
+    rng = np.random.default_rng(0)
+    maps = [m for m in load_default_suite("test") if m.size in (4, 6)][:40]
+    pressed = 0
+    for m in maps:
+        actor = drift.ScriptedActor("edge", int(rng.integers(1000)))
+        actor.plan(m.desc, 24)
+        assert len(actor.actions) == 24
+        walk, target = drift.walk_to_border(m.desc, np.random.default_rng(1))
+        cell = next((r, c) for r, row in enumerate(m.desc) for c, ch in enumerate(row) if ch == "S")
+        for a in walk:
+            cell, off = move(m.desc, cell, a)
+            assert not off and m.desc[cell[0]][cell[1]] not in "HG"
+        if target is not None:
+            assert cell == target and off_grid_actions(m.size, target)
+            pressed += 1
+    assert pressed > 30
+    sticky = drift.ScriptedActor("sticky", 0)
+    sticky.plan(maps[0].desc, 24)
+    assert max(len(list(g)) for g in np.split(sticky.actions, np.flatnonzero(np.diff(sticky.actions)) + 1)) >= 3
+    with pytest.raises(ValueError, match="unknown actor"):
+        drift.ScriptedActor("greedy", 0)
+
+
+def test_presses_before_counts_the_run_that_ends_at_k():
+    desc = ("SFF", "FHF", "FFG")
+    cells = [(0, 0), (0, 0), (0, 0), (0, 1), (0, 1)]
+    actions = [3, 0, 2, 3]  # up (off), left (off), right, up (off)
+    assert drift.presses_before(desc, cells, actions, 2) == 2
+    assert drift.presses_before(desc, cells, actions, 3) == 0
+    assert drift.presses_before(desc, cells, actions, 4) == 1
+
+
+def test_script_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
+    import torch
+
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
+    save_model(tmp_path / "ck", model)
+    out = tmp_path / "drift.md"
+    assert drift.main([str(tmp_path / "ck"), "--maps", "4", "--actors", "edge", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| edge |" in text and "k=24 (n)" in text
+    assert drift.main([str(tmp_path / "nope"), "--maps", "4", "--out", str(tmp_path / "x.md")]) == 2
+    assert "error: checkpoint" in capsys.readouterr().err and not (tmp_path / "x.md").exists()
