@@ -196,9 +196,12 @@ def main(argv=None) -> int:
                 tag = f"{algo}_{kind}_s{seed}{'_quick' if args.quick else ''}"
                 ag.save_agent(agent, Path("outputs/agents") / f"{tag}.zip", meta)
                 summary = ag.evaluate(agent, meta, test, args.seed)
+                summary["sampled"] = ag.evaluate(agent, meta, test, args.seed, deterministic=False)
+                summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=args.seed)
                 agents.setdefault((algo, kind), (agent, meta))  # the first seed's agents feed sections 3-5
                 rows.append((algo, kind, seed, meta, summary))
-                print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, flush=True)
+                print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, "sampled",
+                      summary["sampled"]["success_rate"], "imagined", summary["imagined"], flush=True)
 
     # 3. heads vs parser, 4. compounding error, 5. video
     wm_agent, wm_meta = agents[(args.algos[0], "wm")]
@@ -242,19 +245,36 @@ def main(argv=None) -> int:
                  f"{meta['train_seconds']:.0f} | " + " | ".join(fmt(s[k]) for k in METRICS) + " |")
     L += ["", "Success over training seeds (mean ± std of the seeds):", "",
           "| algo | trained in | success per seed | mean | std |", "|---|---|---|---:|---:|"]
+    ratios = []
     for algo in args.algos:
-        means = {}
-        for kind in ag.ENVS:
-            succ = np.array([r[4]["success_rate"] for r in rows if r[:2] == (algo, kind)])
-            means[kind] = succ.mean()
-            L.append(f"| {algo} | {'world model' if kind == 'wm' else 'real env'} | "
-                     f"{', '.join(f'{x:.3f}' for x in succ)} | {succ.mean():.3f} | {succ.std():.3f} |")
-        ratio = means["wm"] / means["real"] if means["real"] else float("nan")
-        succ_of = {(r[1], r[2]): r[4]["success_rate"] for r in rows if r[0] == algo}
-        per_seed = [fmt(succ_of["wm", sd] / succ_of["real", sd]) if succ_of["real", sd] else "–"
-                    for sd in args.agent_seeds]
-        L.append(f"\n{algo}: mean success of imagination-trained ÷ real-trained = {fmt(float(ratio))} over "
-                 f"{len(args.agent_seeds)} seeds (target ≥ 0.9); per seed {', '.join(per_seed)}.")
+        for mode, get in (("greedy", lambda r: r[4]["success_rate"]),
+                          ("sampled", lambda r: r[4]["sampled"]["success_rate"])):
+            means = {}
+            for kind in ag.ENVS:
+                succ = np.array([get(r) for r in rows if r[:2] == (algo, kind)])
+                means[kind] = succ.mean()
+                L.append(f"| {algo}, {mode} actions | {'world model' if kind == 'wm' else 'real env'} | "
+                         f"{', '.join(f'{x:.3f}' for x in succ)} | {succ.mean():.3f} | {succ.std():.3f} |")
+            ratio = means["wm"] / means["real"] if means["real"] else float("nan")
+            succ_of = {(r[1], r[2]): get(r) for r in rows if r[0] == algo}
+            per_seed = [fmt(succ_of["wm", sd] / succ_of["real", sd]) if succ_of["real", sd] else "–"
+                        for sd in args.agent_seeds]
+            ratios.append(f"{algo}, {mode} actions: mean success of imagination-trained ÷ real-trained = "
+                          f"{fmt(float(ratio))} over {len(args.agent_seeds)} seeds (target ≥ 0.9); per seed "
+                          f"{', '.join(per_seed)}.")
+    L += ["", *ratios, "", "Greedy: the policy's most likely action (the table above). Sampled: actions drawn from "
+          "the policy, torch RNG seeded with the run's seed. A greedy policy in this deterministic env never leaves "
+          "a state where its top action presses against a wall; a sampled one does.",
+          "", "### The same agents judged inside the world model", "",
+          "Each agent, greedy, on the same test maps in the world model (one imagined episode per map from its real "
+          "start frame, step limit 4·size², goal and hole from the status heads) next to its real-env run. "
+          "Timeouts: the step limit ended the episode.", "",
+          "| algo | trained in | seed | real: success | real: timeouts | world model: success "
+          "| world model: timeouts |", "|---|---|---|---:|---:|---:|---:|"]
+    for algo, kind, seed, _meta, s in rows:
+        real_to = 1.0 - s["success_rate"] - s["hole_rate"]
+        L.append(f"| {algo} | {'world model' if kind == 'wm' else 'real env'} | {seed} | {fmt(s['success_rate'])} | "
+                 f"{fmt(real_to)} | {fmt(s['imagined']['success_rate'])} | {fmt(s['imagined']['timeout_rate'])} |")
     L += ["", "Per size (success rate, mean over seeds):", "",
           "| algo | trained in | " + " | ".join(str(s) for s in SIZES) + " |", "|---|---|" + "---:|" * len(SIZES)]
     for algo in args.algos:

@@ -223,12 +223,41 @@ def eval_maps(sizes: Sequence[int] = (3, 4, 5, 6), episodes: int | None = 200, s
     return select_maps(load_default_suite("test"), sizes, episodes, seed)
 
 
-def evaluate(agent, meta: dict, maps: Sequence[MapSpec], seed: int = 0) -> dict:
-    """FrozenLake metrics of a deterministic agent in the real env (see :func:`rss_world.evaluation.summarize`)."""
+def evaluate(agent, meta: dict, maps: Sequence[MapSpec], seed: int = 0, deterministic: bool = True) -> dict:
+    """FrozenLake metrics of an agent in the real env (see :func:`rss_world.evaluation.summarize`).
+
+    ``deterministic``: the policy's most likely action (greedy); False samples actions, from a torch RNG seeded with
+    ``seed`` inside :func:`torch.random.fork_rng`, so the result is reproducible and the caller's RNG is untouched.
+    """
     from rss_world.evaluation import run_agent, summarize
 
-    fa = FrameAgent(agent, meta["pad_to"], meta["cell_px"])
-    return summarize(run_agent(fa, maps, meta["cell_px"], seed))
+    fa = FrameAgent(agent, meta["pad_to"], meta["cell_px"], deterministic=deterministic)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return summarize(run_agent(fa, maps, meta["cell_px"], seed))
+
+
+def evaluate_imagined(agent, meta: dict, model, maps: Sequence[MapSpec], deterministic: bool = True,
+                      seed: int = 0) -> dict:
+    """The agent judged inside the world model instead: one imagined episode per map from its real start frame,
+    with the real evaluation's step limit (``4 · size²``); goal and hole come from the model's status heads.
+
+    Returns ``{"episodes", "success_rate", "hole_rate", "timeout_rate"}`` (timeouts: the step limit ended it).
+    """
+    fa = FrameAgent(agent, meta["pad_to"], meta["cell_px"], deterministic=deterministic)
+    ends = {"goal": 0, "hole": 0, "timeout": 0}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for m in maps:
+            env = WorldModelEnv(model, desc=m.desc, max_steps=4 * m.size ** 2)
+            obs, _ = env.reset()
+            reward, term, trunc = 0.0, False, False
+            while not (term or trunc):
+                obs, reward, term, trunc, _ = env.step(fa.act(obs))
+            ends["goal" if reward > 0 else "hole" if term else "timeout"] += 1
+    n = len(maps)
+    return {"episodes": n, "success_rate": ends["goal"] / n, "hole_rate": ends["hole"] / n,
+            "timeout_rate": ends["timeout"] / n}
 
 
 @dataclass

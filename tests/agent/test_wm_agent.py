@@ -82,3 +82,26 @@ def test_cli_play_and_errors(tmp_path, capsys):
     assert ag.main(["play", "--out", str(out)]) == 2
     assert ag.main(["eval", "--agent", str(tmp_path / "missing.zip")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_sampled_and_imagined_evaluation():
+    maps = load_default_suite("train", [3, 4])[:8]
+    model = tiny()
+    agent, meta = ag.train("ppo", "wm", 64, maps, model, n_envs=8, pad_to=4, seed=0)
+    test = ag.eval_maps([3, 4], 6)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = ag.evaluate(agent, meta, test, seed=5, deterministic=False)
+    assert torch.equal(torch.rand(1), before)  # the caller's torch RNG is left as it was
+    b = ag.evaluate(agent, meta, test, seed=5, deterministic=False)
+    assert [a[k] for k in ("success_rate", "hole_rate", "progress_rate")] == \
+        [b[k] for k in ("success_rate", "hole_rate", "progress_rate")]
+    with torch.no_grad():  # the goal head always fires: every imagined episode succeeds at its first step
+        model.status_head.weight.zero_()
+        model.status_head.bias.copy_(torch.tensor([9.0, -9.0]))
+    assert ag.evaluate_imagined(agent, meta, model, test) == {"episodes": 6, "success_rate": 1.0, "hole_rate": 0.0,
+                                                              "timeout_rate": 0.0}
+    with torch.no_grad():  # no head ever fires: every imagined episode runs into the step limit
+        model.status_head.bias.fill_(-9.0)
+    assert ag.evaluate_imagined(agent, meta, model, test)["timeout_rate"] == 1.0
