@@ -1,6 +1,10 @@
 """Open-loop drift of imagined rollouts under scripted actors, for one or more world-model checkpoints side by side.
 
+    mkdir -p /tmp/nobump && git show fb03032:rss_world/checkpoints/frozenlake/config.json > /tmp/nobump/config.json
+    git show fb03032:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/nobump/model.safetensors
     python experiments/imagined_drift.py rss_world/checkpoints/frozenlake /tmp/nobump
+
+(``fb03032`` holds the model shipped before training data had bump episodes.)
 
 Agents trained in imagination press against the grid's edge for many steps in a row. This measures how long the
 imagined frames stay exact under such actions, with scripted actors that need no trained agent (so the numbers do
