@@ -8,7 +8,8 @@ Throughput is measured in one run on this CPU: imagined steps/s of the batched `
 256, random actions, auto-reset; one torch thread and every core; fp32 and bf16) against real
 ``VisualFrozenLakeEnv`` steps/s with gymnasium's pygame rendering, each imagined row paired with a real measurement
 taken right before it (and the fast pixel-identical atlas renderer, for reference). Agents are trained with
-several seeds (``--agent-seeds``), since PPO on frames varies a lot from seed to seed.
+several seeds (``--agent-seeds``), since PPO on frames varies a lot from seed to seed, and each is judged in the real
+env with greedy and with sampled actions, and inside the world model on the same test maps.
 """
 
 from __future__ import annotations
