@@ -36,6 +36,12 @@ def move(desc: Sequence[str], cell: tuple[int, int], action: int) -> tuple[tuple
     return (int(cell[0]), int(cell[1])), True
 
 
+def off_grid_actions(n: int, cell: tuple[int, int]) -> list[int]:
+    """Actions that would leave an ``n`` x ``n`` grid from ``cell``: presses against the edge, which leave the agent
+    in place (empty away from the edge)."""
+    return [a for a, (dr, dc) in enumerate(DELTAS) if not (0 <= cell[0] + dr < n and 0 <= cell[1] + dc < n)]
+
+
 @lru_cache(maxsize=4096)
 def _bfs(desc: tuple[str, ...]) -> np.ndarray:
     n = len(desc)

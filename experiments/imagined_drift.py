@@ -34,8 +34,8 @@ import torch
 
 from rss_world import agent as ag
 from rss_world.checkpoint import load_model
-from rss_world.collect import off_grid_actions
-from rss_world.envs.oracle import move
+from rss_world.envs.maps import find_cell
+from rss_world.envs.oracle import move, off_grid_actions
 
 HORIZONS = (1, 4, 8, 12, 16, 24)
 
@@ -75,7 +75,7 @@ def walk_to_border(desc, rng: np.random.Generator) -> tuple[list[int], tuple[int
     """Actions of a shortest walk over non-hole cells from the start to a random reachable border cell, and that
     cell (``([], None)`` when none is reachable)."""
     n = len(desc)
-    start = next((r, c) for r, row in enumerate(desc) for c, ch in enumerate(row) if ch == "S")
+    start = find_cell(desc, "S")
     parent: dict[tuple[int, int], tuple[tuple[int, int], int] | None] = {start: None}
     queue = [start]
     for cell in queue:  # breadth first; the goal ends an episode, so walks do not pass through it

@@ -66,19 +66,12 @@ def _load_maps(suite: str, sizes: Sequence[int] | None):
     return maps
 
 
-def off_grid_actions(n: int, cell: tuple[int, int]) -> list[int]:
-    """Actions that would leave an ``n`` x ``n`` grid from ``cell`` (empty away from the edge)."""
-    from rss_world.envs.oracle import DELTAS
-
-    return [a for a, (dr, dc) in enumerate(DELTAS) if not (0 <= cell[0] + dr < n and 0 <= cell[1] + dc < n)]
-
-
 def rollout(desc: Sequence[str], rng: np.random.Generator, kind: int, eps: float, horizon: int,
             cell_px: int = 16) -> dict[str, np.ndarray]:
     """Run one behaviour-policy episode of ``kind`` (an index into :data:`KINDS`) on ``desc`` and return its padded
     arrays (no batch axis)."""
     from rss_world.envs.maps import find_cell
-    from rss_world.envs.oracle import move, optimal_action_mask
+    from rss_world.envs.oracle import move, off_grid_actions, optimal_action_mask
     from rss_world.envs.parser import TILE_CODES
     from rss_world.envs.render import render_grid
 

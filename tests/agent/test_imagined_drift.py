@@ -10,9 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import imagined_drift as drift  # noqa: E402
 
 from rss_world.checkpoint import save_model  # noqa: E402
-from rss_world.collect import off_grid_actions  # noqa: E402
-from rss_world.envs.maps import load_default_suite  # noqa: E402
-from rss_world.envs.oracle import move  # noqa: E402
+from rss_world.envs.maps import find_cell, load_default_suite  # noqa: E402
+from rss_world.envs.oracle import move, off_grid_actions  # noqa: E402
 from rss_world.nn.world_model import WorldModel, WorldModelConfig  # noqa: E402
 
 
@@ -25,7 +24,7 @@ def test_edge_actor_walks_around_holes_then_presses_against_the_edge():
         actor.plan(m.desc, 24)
         assert len(actor.actions) == 24
         walk, target = drift.walk_to_border(m.desc, np.random.default_rng(1))
-        cell = next((r, c) for r, row in enumerate(m.desc) for c, ch in enumerate(row) if ch == "S")
+        cell = find_cell(m.desc, "S")
         for a in walk:
             cell, off = move(m.desc, cell, a)
             assert not off and m.desc[cell[0]][cell[1]] not in "HG"
