@@ -113,14 +113,20 @@ class LatentSlots:
         device: torch device of the model (default: where its parameters are).
         precision: "fp32", or "bf16" (autocast: faster on CPUs with bf16 matmuls; frames may differ by rounding).
         cache_size: start latents kept for maps seen before (a model change needs a new ``LatentSlots``).
+        reencode_every: 0 (the default) keeps every episode in latent space, as the method does. ``k > 0``
+            re-encodes the decoded uint8 frame into a fresh latent after every ``k``-th step of an episode, which
+            stops the decoded pixels from drifting over long rollouts (``experiments/imagined_drift.py``) at the
+            cost of an encoder pass on those steps.
     """
 
     def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None,
-                 precision: str = "fp32", cache_size: int = 4096) -> None:
+                 precision: str = "fp32", cache_size: int = 4096, reencode_every: int = 0) -> None:
         if num < 1:
             raise ValueError(f"need at least one episode slot, got {num}")
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        if isinstance(reencode_every, bool) or not isinstance(reencode_every, int) or reencode_every < 0:
+            raise ValueError(f"reencode_every must be an int >= 0 (0: never), got {reencode_every!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
@@ -132,6 +138,8 @@ class LatentSlots:
         self.side = canvas * self.cell_px
         self.z = torch.zeros(num, canvas * canvas, model.cfg.dim, device=self.device)  # (B, N_max, D)
         self.sizes = np.zeros(num, np.int64)
+        self.age = np.zeros(num, np.int64)  # steps since each episode's start
+        self.reencode_every = reencode_every
         self.cache_size = cache_size
         # map rows -> (start latent (n², D), status (2,), padded start frame (side, side, 3))
         self._cache: OrderedDict[tuple[str, ...], tuple[torch.Tensor, np.ndarray, np.ndarray]] = OrderedDict()
@@ -192,6 +200,7 @@ class LatentSlots:
         idx = np.asarray(idx, np.int64)
         keys = [tuple(d) for d in descs]
         self.sizes[idx] = [len(d) for d in descs]
+        self.age[idx] = 0
         self._encode([key for key in dict.fromkeys(keys) if key not in self._cache], len(keys))
         obs = np.empty((len(idx), self.side, self.side, 3), np.uint8)
         status = np.zeros((len(idx), 2), np.float32)
@@ -219,9 +228,16 @@ class LatentSlots:
             with self._autocast():
                 z, _, _ = self.model.step(self.z[rows, : n * n], act[rows], with_logits=False)  # (b, n², D)
                 frames, st = self.model.decode(z).float(), self.model.status(z).float()
+            u8 = self.model.to_uint8(frames)
+            self.age[rows_np] += 1
+            if self.reencode_every:
+                due = torch.as_tensor(self.age[rows_np] % self.reencode_every == 0, device=self.device)
+                if bool(due.any()):
+                    with self._autocast():
+                        z[due] = self.model.encode(u8[due]).to(z.dtype)
             self.z[rows, : n * n] = z.float()
             px = n * self.cell_px
-            obs[rows_np, :px, :px] = self.model.to_uint8(frames).cpu().numpy()
+            obs[rows_np, :px, :px] = u8.cpu().numpy()
             status[rows_np] = st.cpu().numpy()
         return obs, status
 
@@ -250,6 +266,7 @@ class WorldModelEnv(gym.Env):
         precision: "fp32" or "bf16" (see :class:`LatentSlots`).
         preencode: encode every map's start frame now (see :meth:`LatentSlots.preencode`).
         cache_size: start latents kept (see :class:`LatentSlots`); default :func:`resolve_cache_size`.
+        reencode_every: re-encode the decoded frame every this many steps (see :class:`LatentSlots`; 0: never).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -258,7 +275,7 @@ class WorldModelEnv(gym.Env):
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None,
                  render_mode: str | None = None, precision: str = "fp32", preencode: bool = False,
-                 cache_size: int | None = None) -> None:
+                 cache_size: int | None = None, reencode_every: int = 0) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if max_steps is not None and max_steps < 1:
@@ -267,7 +284,7 @@ class WorldModelEnv(gym.Env):
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
         self.slots = LatentSlots(model, 1, canvas, device, precision,
-                                 resolve_cache_size(cache_size, preencode, len(self.maps)))
+                                 resolve_cache_size(cache_size, preencode, len(self.maps)), reencode_every)
         if preencode:
             self.slots.preencode([m.desc for m in self.maps])
         self.model = self.slots.model

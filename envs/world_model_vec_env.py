@@ -52,12 +52,15 @@ class WorldModelVecEnv(VecEnv):
             (the maps must fit the start-latent cache, ``cache_size``). Training runs want this.
         cache_size: start latents kept (see :class:`~rss_world.envs.world_model_env.LatentSlots`); default
             :func:`~rss_world.envs.world_model_env.resolve_cache_size` (4096, or the whole suite when pre-encoding).
+        reencode_every: re-encode the decoded frame every this many steps of an episode (see
+            :class:`~rss_world.envs.world_model_env.LatentSlots`; 0, the default: never).
     """
 
     def __init__(self, model: WorldModel, num_envs: int, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None, seed: int | None = None,
-                 precision: str = "fp32", preencode: bool = False, cache_size: int | None = None) -> None:
+                 precision: str = "fp32", preencode: bool = False, cache_size: int | None = None,
+                 reencode_every: int = 0) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_steps is not None and max_steps < 1:
@@ -66,7 +69,7 @@ class WorldModelVecEnv(VecEnv):
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.maps, self.canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
         self.slots = LatentSlots(model, num_envs, self.canvas, device, precision,
-                                 resolve_cache_size(cache_size, preencode, len(self.maps)))
+                                 resolve_cache_size(cache_size, preencode, len(self.maps)), reencode_every)
         if preencode:
             self.slots.preencode([m.desc for m in self.maps])
         self.model = self.slots.model

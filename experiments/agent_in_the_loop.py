@@ -54,20 +54,23 @@ def real_steps_per_s(maps, renderer: str, steps: int, seed: int = 0) -> float:
 
 
 def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision: str = "fp32",
-                   threads: int = 1, preencode: bool = True, cache: dict | None = None) -> float:
+                   threads: int = 1, preencode: bool = True, cache: dict | None = None,
+                   reencode_every: int = 0) -> float:
     """Imagined steps/s of the batched VecEnv (``batch · steps`` env steps, one warm-up step) on ``threads``
     torch threads. ``preencode``: start latents encoded when the env is built, as agent training does (the env's
     construction is not timed, like the real env's); without it no start latent is cached, so every reset runs
     the encoder. ``cache``: envs kept across calls, keyed by their settings,
-    so later rounds skip building (and pre-encoding) the same env again; each call still starts with a reset."""
+    so later rounds skip building (and pre-encoding) the same env again; each call still starts with a reset.
+    ``reencode_every``: the env's setting (see ``LatentSlots``; 0: never)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        key = (batch, precision, preencode)
+        key = (batch, precision, preencode, reencode_every)
         env = None if cache is None else cache.get(key)
         if env is None:
             env = WorldModelVecEnv(model, batch, suite=maps, pad_to=max(SIZES), seed=seed, precision=precision,
-                                   preencode=preencode, cache_size=None if preencode else 0)
+                                   preencode=preencode, cache_size=None if preencode else 0,
+                                   reencode_every=reencode_every)
             if cache is not None:
                 cache[key] = env
         rng = np.random.default_rng(seed)

@@ -3,9 +3,12 @@
     mkdir -p /tmp/dec2 && git show 8ffa6d0:rss_world/checkpoints/frozenlake/config.json > /tmp/dec2/config.json
     git show 8ffa6d0:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/dec2/model.safetensors
     python experiments/checkpoint_throughput.py /tmp/dec2 rss_world/checkpoints/frozenlake
+    python experiments/checkpoint_throughput.py rss_world/checkpoints/frozenlake --reencode-every 0 4 1 \
+        --out experiments/results/reencode_throughput.md      # what re-encoding the decoded frame costs
 
 Each round measures the real env (gymnasium render) once, then every checkpoint at batch 64 and 256 with start latents
-pre-encoded (as agent training uses the env); ratios between checkpoints are taken within a round. Writes
+pre-encoded (as agent training uses the env), at every ``--reencode-every`` setting; ratios are taken within a round.
+Envs are built once and kept across rounds. Writes
 ``experiments/results/checkpoint_throughput.md``.
 """
 
@@ -32,33 +35,40 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=30, help="batched steps per measurement")
     p.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: 1 and every core)")
+    p.add_argument("--reencode-every", type=int, nargs="+", default=[0],
+                   help="env settings to measure each checkpoint with (0: latent recursion only, the method)")
     p.add_argument("--out", default="experiments/results/checkpoint_throughput.md")
     args = p.parse_args(argv)
-    if len(args.checkpoints) < 2:
-        p.error("give at least two checkpoints to compare")
+    if len(args.checkpoints) * len(args.reencode_every) < 2:
+        p.error("give at least two checkpoints, or two --reencode-every settings, to compare")
+    if min(args.reencode_every) < 0:
+        p.error("--reencode-every takes values >= 0")
     if args.rounds < 1 or args.steps < 1:
         p.error("--rounds and --steps must be >= 1")
     torch.set_num_threads(1)
     models = {c: load_model(c).eval() for c in args.checkpoints}
     maps = load_default_suite("train", SIZES)
     threads = args.threads or sorted({1, os.cpu_count() or 1})
-    keys = [(c, b, t) for t in threads for b in (64, 256) for c in args.checkpoints]
-    speed: dict = {k: [] for k in keys}
+    keys = [(c, k, b, t) for t in threads for b in (64, 256) for c in args.checkpoints for k in args.reencode_every]
+    speed: dict = {key: [] for key in keys}
     real: list[float] = []
+    envs: dict = {}
     for _ in range(args.rounds):
         real.append(real_steps_per_s(maps, "gymnasium", 500))
-        for c, b, t in keys:
-            speed[c, b, t].append(wm_steps_per_s(models[c], maps, b, args.steps, threads=t))
-    ref = args.checkpoints[0]
+        for c, k, b, t in keys:
+            speed[c, k, b, t].append(wm_steps_per_s(models[c], maps, b, args.steps, threads=t, reencode_every=k,
+                                                    cache=envs.setdefault(c, {})))
+    ref = args.checkpoints[0], args.reencode_every[0]
     L = ["# Imagined-env throughput by checkpoint", "",
          f"Command: `python experiments/checkpoint_throughput.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
          "", f"{args.rounds} rounds; real env (gymnasium render): {np.median(real):,.0f} steps/s (median).", "",
-         "| checkpoint | decoder blocks | batch | threads | steps/s (median) | ÷ real | ÷ first checkpoint (range) |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
-    for c, b, t in keys:
-        v = np.array(speed[c, b, t])
-        vs = v / np.array(speed[ref, b, t])
-        L.append(f"| `{c}` | {models[c].cfg.dec_layers} | {b} | {t} | {np.median(v):,.0f} | "
+         "| checkpoint | decoder blocks | re-encode every | batch | threads | steps/s (median) | ÷ real "
+         "| ÷ first row of its batch and threads (range) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c, k, b, t in keys:
+        v = np.array(speed[c, k, b, t])
+        vs = v / np.array(speed[(*ref, b, t)])
+        L.append(f"| `{c}` | {models[c].cfg.dec_layers} | {k or 'never'} | {b} | {t} | {np.median(v):,.0f} | "
                  f"{np.median(v / np.array(real)):.1f}× | {np.median(vs):.2f}× ({vs.min():.2f}–{vs.max():.2f}) |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(L) + "\n")

@@ -19,7 +19,8 @@ Each actor runs open loop in the world model from the real start frame; its acti
 (:func:`rss_world.agent.imagine_and_replay`). A frame counts as exact when the parser reads the true grid and agent
 cell. Also reported: of the episodes whose imagined frames went wrong, how many went wrong right
 after 3 or more presses against the edge in a row, and the mean absolute pixel error: a frame the parser reads
-right may still have drifted in its pixels, which an agent looking at pixels can notice.
+right may still have drifted in its pixels, which an agent looking at pixels can notice. ``--reencode-every k``
+adds rows where the env re-encodes the decoded frame every ``k`` steps (``WorldModelEnv(reencode_every=k)``).
 Writes ``experiments/results/imagined_drift.md``.
 """
 
@@ -107,7 +108,7 @@ def presses_before(desc, cells, actions, k: int) -> int:
     return run
 
 
-def drift(model, maps, actor: ScriptedActor, horizon: int
+def drift(model, maps, actor: ScriptedActor, horizon: int, reencode_every: int = 0
           ) -> tuple[dict[int, tuple[float, int]], dict[int, float], int, int]:
     """Exact share and mean absolute pixel error (0-255) per horizon, episodes with a wrong frame, and how many of
     those went wrong right after 3 or more edge presses."""
@@ -116,7 +117,7 @@ def drift(model, maps, actor: ScriptedActor, horizon: int
     wrong = after_presses = 0
     for m in maps:
         actor.plan(m.desc, horizon)
-        rp = ag.imagine_and_replay(model, m.desc, actor, horizon)
+        rp = ag.imagine_and_replay(model, m.desc, actor, horizon, reencode_every=reencode_every)
         for k in HORIZONS:
             e = rp.exact(k)
             if e is not None:
@@ -135,11 +136,15 @@ def main(argv=None) -> int:
     p.add_argument("checkpoints", nargs="+", help="world-model checkpoint directories")
     p.add_argument("--maps", type=int, default=200, help="test maps, spread over sizes 3-6")
     p.add_argument("--actors", nargs="+", default=["random", "sticky", "edge"])
+    p.add_argument("--reencode-every", type=int, nargs="+", default=[0],
+                   help="also measure with the decoded frame re-encoded every k steps (0: never, the method)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results/imagined_drift.md")
     args = p.parse_args(argv)
     if args.maps < 1:
         p.error("--maps must be >= 1")
+    if min(args.reencode_every) < 0:
+        p.error("--reencode-every takes values >= 0")
     torch.set_num_threads(1)
     maps = ag.eval_maps((3, 4, 5, 6), args.maps, args.seed)
     horizon = max(HORIZONS)
@@ -162,13 +167,15 @@ def main(argv=None) -> int:
             print(f"error: checkpoint {ck}: {e}", file=sys.stderr)
             return 2
         model.eval()
-        for kind in args.actors:
-            acc, err, wrong, after = drift(model, maps, ScriptedActor(kind, args.seed), horizon)
-            cells = " | ".join(f"{a:.3f} ({n})" if n else "– (0)" for a, n in acc.values())
-            lines.append(f"| `{ck}` | {kind} | {cells} | {wrong} | {after} |")
-            pix.append(f"| `{ck}` | {kind} | " + " | ".join("–" if np.isnan(e) else f"{e:.2f}" for e in err.values())
-                       + " |")
-            print(lines[-1], pix[-1], sep="\n", flush=True)
+        for every in args.reencode_every:
+            name = f"`{ck}`" + (f", re-encoded every {every}" if every else "")
+            for kind in args.actors:
+                acc, err, wrong, after = drift(model, maps, ScriptedActor(kind, args.seed), horizon, every)
+                cells = " | ".join(f"{a:.3f} ({n})" if n else "– (0)" for a, n in acc.values())
+                lines.append(f"| {name} | {kind} | {cells} | {wrong} | {after} |")
+                pix.append(f"| {name} | {kind} | "
+                           + " | ".join("–" if np.isnan(e) else f"{e:.2f}" for e in err.values()) + " |")
+                print(lines[-1], pix[-1], sep="\n", flush=True)
     lines += pix
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -286,7 +286,7 @@ class Replay:
 
 
 def imagine_and_replay(model, desc: Sequence[str], actor: FrameAgent | str, horizon: int = 16,
-                       stop_on_imagined_end: bool = False) -> Replay:
+                       stop_on_imagined_end: bool = False, reencode_every: int = 0) -> Replay:
     """Run ``actor`` in the world model from the real start of ``desc`` (open loop: it sees only imagined frames)
     and replay its actions in the real env until the real episode ends or ``horizon`` steps.
 
@@ -296,9 +296,10 @@ def imagine_and_replay(model, desc: Sequence[str], actor: FrameAgent | str, hori
         actor: a :class:`FrameAgent`, or ``"oracle"`` (a shortest path of the real map, fixed in advance).
         horizon: most steps.
         stop_on_imagined_end: also stop when the model's heads end the imagined episode.
+        reencode_every: re-encode the decoded frame every this many steps (see ``WorldModelEnv``; 0: never).
     """
     desc = tuple(desc)
-    wm = WorldModelEnv(model, desc=desc, max_steps=10**6)
+    wm = WorldModelEnv(model, desc=desc, max_steps=10**6, reencode_every=reencode_every)
     real = VisualFrozenLakeEnv(desc=desc, cell_px=model.cfg.cell_px, renderer="atlas")
     obs, info = wm.reset()
     robs, rinfo = real.reset(seed=0)

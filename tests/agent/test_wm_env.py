@@ -188,3 +188,38 @@ def test_preencode_needs_the_maps_to_fit_the_cache(maps):
         LatentSlots(tiny(), 2, canvas=4, cache_size=-1)
     with pytest.raises(ValueError, match="batch must be >= 1"):
         LatentSlots(tiny(), 2, canvas=4).preencode([maps[0].desc], batch=0)
+
+
+def test_reencode_every_grounds_the_latent_in_the_decoded_frame_per_episode(maps):
+    from rss_world.envs.world_model_env import LatentSlots
+
+    model = tiny(2)
+    descs = [maps[0].desc, maps[1].desc]  # two 3x3 maps: one size group
+    plain, every2 = LatentSlots(model, 2, 3, reencode_every=0), LatentSlots(model, 2, 3, reencode_every=2)
+    for slots in (plain, every2):
+        slots.load(np.array([0, 1]), descs)
+    a = np.array([1, 2])
+    obs_p, _ = plain.step(a)
+    obs_r, _ = every2.step(a)  # step 1 of both episodes: not due, the latent stays the recursive one
+    np.testing.assert_array_equal(obs_p, obs_r)
+    torch.testing.assert_close(every2.z, plain.z)
+    every2.load(np.array([1]), [descs[1]])  # episode 1 restarts: its count starts again
+    obs, _ = every2.step(a)  # episode 0 at step 2 (due), episode 1 at step 1 (not due)
+    with torch.no_grad():
+        fresh = model.encode(torch.as_tensor(obs[:1]))
+        z1 = model.step(model.encode(torch.as_tensor(start_frame(descs[1], model.cfg.cell_px))[None]),
+                        torch.tensor([2]), with_logits=False)[0]
+    torch.testing.assert_close(every2.z[:1], fresh)
+    torch.testing.assert_close(every2.z[1:], z1)
+    plain.step(a)
+    assert not torch.allclose(plain.z[:1], fresh, atol=1e-3)  # without re-encoding the latent is not the frame's
+    assert every2.age.tolist() == [2, 1]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="reencode_every"):
+            LatentSlots(model, 1, 3, reencode_every=bad)
+    with pytest.raises(ValueError, match="reencode_every"):
+        WorldModelVecEnv(model, 2, suite=maps, pad_to=4, reencode_every=-2)
+    env = WorldModelEnv(model, desc=maps[0].desc, reencode_every=1)
+    env.reset()
+    obs1 = env.step(0)[0]
+    torch.testing.assert_close(env.slots.z[:1], model.encode(torch.as_tensor(obs1)[None]))
