@@ -162,12 +162,16 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (medians are reported)")
     p.add_argument("--out", default=None)
     p.add_argument("--video", default="outputs/agents/agent_in_the_loop.gif")
+    p.add_argument("--reencode-every", type=int, default=0,
+                   help="agents in imagination: the env re-encodes its decoded frame every k steps (0: never)")
     p.add_argument("--seed", type=int, default=0, help="maps, throughput and evaluation")
     p.add_argument("--agent-seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="training seeds of every agent (PPO on frames varies a lot from seed to seed)")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.reencode_every < 0:
+        p.error(f"--reencode-every must be >= 0, got {args.reencode_every}")
     torch.set_num_threads(1)
     if args.quick:
         from rss_world.nn.world_model import WorldModel, WorldModelConfig
@@ -196,12 +200,15 @@ def main(argv=None) -> int:
         for seed in args.agent_seeds:
             for kind in ag.ENVS:
                 agent, meta = ag.train(algo, kind, args.steps, train_maps, model if kind == "wm" else None,
-                                       args.n_envs, max(SIZES), seed, args.train_max_steps or None)
-                tag = f"{algo}_{kind}_s{seed}{'_quick' if args.quick else ''}"
+                                       args.n_envs, max(SIZES), seed, args.train_max_steps or None,
+                                       args.reencode_every if kind == "wm" else 0)
+                tag = (f"{algo}_{kind}_s{seed}{f'_re{args.reencode_every}' if args.reencode_every else ''}"
+                       f"{'_quick' if args.quick else ''}")
                 ag.save_agent(agent, Path("outputs/agents") / f"{tag}.zip", meta)
                 summary = ag.evaluate(agent, meta, test, args.seed)
                 summary["sampled"] = ag.evaluate(agent, meta, test, args.seed, deterministic=False)
-                summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=args.seed)
+                summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=args.seed,
+                                                           reencode_every=args.reencode_every)
                 agents.setdefault((algo, kind), (agent, meta))  # the first seed's agents feed sections 3-5
                 rows.append((algo, kind, seed, meta, summary))
                 print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, "sampled",
@@ -224,7 +231,9 @@ def main(argv=None) -> int:
     wm_data = data_transitions(args.wm_data)
     cmd = "python experiments/agent_in_the_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wm_name = "tiny untrained (--quick)" if args.quick else args.checkpoint
-    L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; "
+    regrounding = (f"the imagined env re-encodes its decoded frame every {args.reencode_every} steps (agent "
+                   "training, judging in the world model); " if args.reencode_every else "")
+    L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; {regrounding}"
          f"CPU: {platform.processor() or platform.machine()}, torch threads 1; seed {args.seed}.", "",
          f"## Throughput (one run, {args.rounds} rounds of side-by-side pairs)", "",
          "| env | steps/s (median) | ÷ real (gymnasium render), median of pairs | range of pairs |",

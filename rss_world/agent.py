@@ -114,10 +114,12 @@ class PaddedRealEnv(gym.Env):
 
 
 def make_vec_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_to: int = 6, model=None,
-                 seed: int = 0, device: str | None = None, max_steps: int | None = None):
+                 seed: int = 0, device: str | None = None, max_steps: int | None = None, reencode_every: int = 0):
     """A VecEnv for training: ``"wm"`` (batched imagination, needs ``model``) or ``"real"`` (DummyVecEnv).
 
-    ``max_steps`` truncates episodes (default: the env's ``4 · size²``)."""
+    ``max_steps`` truncates episodes (default: the env's ``4 · size²``). ``reencode_every``: the imagined env
+    re-encodes its decoded frame every this many steps (0: never; see ``LatentSlots``); the real env has no latent,
+    so a nonzero value there is an error."""
     if kind == "wm":
         from rss_world.envs.world_model_vec_env import WorldModelVecEnv
 
@@ -125,8 +127,10 @@ def make_vec_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_to: i
             raise ValueError("the world-model env needs a model (--checkpoint)")
         # Every start latent is encoded once, up front, and kept: resets then never run the encoder.
         return WorldModelVecEnv(model, n_envs, suite=maps, pad_to=pad_to, seed=seed, device=device,
-                                max_steps=max_steps, preencode=True)
+                                max_steps=max_steps, preencode=True, reencode_every=reencode_every)
     if kind == "real":
+        if reencode_every:
+            raise ValueError(f"reencode_every={reencode_every} applies to the world-model env only")
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         env = DummyVecEnv([lambda: PaddedRealEnv(maps, pad_to, max_steps=max_steps) for _ in range(n_envs)])
@@ -153,12 +157,14 @@ def build_agent(algo: str, env, seed: int = 0, cell_px: int = 16):
 
 
 def train(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model=None, n_envs: int = 16,
-          pad_to: int = 6, seed: int = 0, max_steps: int | None = TRAIN_MAX_STEPS) -> tuple[object, dict]:
+          pad_to: int = 6, seed: int = 0, max_steps: int | None = TRAIN_MAX_STEPS,
+          reencode_every: int = 0) -> tuple[object, dict]:
     """Train an agent for ``steps`` env steps in the world model or the real env.
 
     Training episodes are truncated at ``max_steps`` in either env (an imagination horizon, as in Dreamer, IRIS
     and DIAMOND: imagined frames drift on very long rollouts; SB3 bootstraps the value at truncation). ``None``
-    keeps the env's ``4 · size²``. Evaluation in the real env always uses ``4 · size²``.
+    keeps the env's ``4 · size²``. Evaluation in the real env always uses ``4 · size²``. ``reencode_every``: see
+    :func:`make_vec_env` (world-model env only).
 
     Returns:
         ``(agent, meta)``; ``meta`` has ``algo``, ``env``, ``steps``, ``real_env_steps`` (0 inside the world model:
@@ -169,12 +175,13 @@ def train(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model=N
     cell_px = model.cfg.cell_px if model is not None else 16
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    env = make_vec_env(env_kind, maps, n_envs, pad_to, model, seed, max_steps=max_steps)
+    env = make_vec_env(env_kind, maps, n_envs, pad_to, model, seed, max_steps=max_steps,
+                       reencode_every=reencode_every)
     agent = build_agent(algo, env, seed, cell_px)
     t0 = time.perf_counter()
     agent.learn(total_timesteps=steps)
     meta = {"algo": algo, "env": env_kind, "steps": int(agent.num_timesteps), "pad_to": pad_to, "cell_px": cell_px,
-            "train_max_steps": max_steps,
+            "train_max_steps": max_steps, "reencode_every": reencode_every,
             "real_env_steps": int(agent.num_timesteps) if env_kind == "real" else 0,
             "train_seconds": time.perf_counter() - t0}
     env.close()
@@ -238,7 +245,7 @@ def evaluate(agent, meta: dict, maps: Sequence[MapSpec], seed: int = 0, determin
 
 
 def evaluate_imagined(agent, meta: dict, model, maps: Sequence[MapSpec], deterministic: bool = True,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, reencode_every: int = 0) -> dict:
     """The agent judged inside the world model instead: one imagined episode per map from its real start frame,
     with the real evaluation's step limit (``4 · size²``); goal and hole come from the model's status heads.
 
@@ -249,7 +256,7 @@ def evaluate_imagined(agent, meta: dict, model, maps: Sequence[MapSpec], determi
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for m in maps:
-            env = WorldModelEnv(model, desc=m.desc, max_steps=4 * m.size ** 2)
+            env = WorldModelEnv(model, desc=m.desc, max_steps=4 * m.size ** 2, reencode_every=reencode_every)
             obs, _ = env.reset()
             reward, term, trunc = 0.0, False, False
             while not (term or trunc):
