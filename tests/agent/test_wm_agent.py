@@ -105,3 +105,15 @@ def test_sampled_and_imagined_evaluation():
     with torch.no_grad():  # no head ever fires: every imagined episode runs into the step limit
         model.status_head.bias.fill_(-9.0)
     assert ag.evaluate_imagined(agent, meta, model, test)["timeout_rate"] == 1.0
+
+
+def test_training_in_the_reencoding_env_is_recorded_and_real_env_refuses_it():
+    import pytest
+
+    maps = load_default_suite("train", [3])[:4]
+    agent, meta = ag.train("ppo", "wm", 32, maps, tiny(), n_envs=4, pad_to=3, reencode_every=2)
+    assert meta["reencode_every"] == 2
+    env = ag.make_vec_env("wm", maps, 2, 3, tiny(), reencode_every=3)
+    assert env.slots.reencode_every == 3
+    with pytest.raises(ValueError, match="world-model env only"):
+        ag.make_vec_env("real", maps, 2, 3, reencode_every=1)
