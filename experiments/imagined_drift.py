@@ -118,12 +118,12 @@ def drift(model, maps, actor: ScriptedActor, horizon: int, reencode_every: int =
     for m in maps:
         actor.plan(m.desc, horizon)
         rp = ag.imagine_and_replay(model, m.desc, actor, horizon, reencode_every=reencode_every)
+        exact = [rp.exact(k) for k in range(len(rp.real))]  # parse every frame once; None past the real episode
         for k in HORIZONS:
-            e = rp.exact(k)
-            if e is not None:
-                hits[k].append(e)
+            if k < len(exact):
+                hits[k].append(exact[k])
                 err[k].append(float(np.abs(rp.imagined[k].astype(np.int16) - rp.real[k].astype(np.int16)).mean()))
-        first = next((k for k in range(1, len(rp.real)) if not rp.exact(k)), None)
+        first = next((k for k in range(1, len(exact)) if not exact[k]), None)
         if first is not None:
             wrong += 1
             after_presses += presses_before(m.desc, rp.cells, rp.actions, first) >= 3
