@@ -134,6 +134,27 @@ def compounding(model, actor, maps) -> dict[int, tuple[float, int]]:
     return {k: (float(np.mean(v)) if v else float("nan"), len(v)) for k, v in hits.items()}
 
 
+def train_and_judge(work: tuple) -> tuple[Path, dict, dict]:
+    """Train one agent (``(algo, kind, seed, model, train_maps, test_maps, settings)``), save it under
+    ``outputs/agents/`` and judge it: greedy and sampled in the real env, greedy inside the world model. A top-level
+    function, so ``--jobs`` can run it in worker processes (one torch thread each).
+
+    Returns ``(saved path, meta, summary)``; ``summary`` holds the greedy real-env metrics plus ``"sampled"`` and
+    ``"imagined"``."""
+    algo, kind, seed, model, train_maps, test, st = work
+    torch.set_num_threads(1)
+    agent, meta = ag.train(algo, kind, st["steps"], train_maps, model if kind == "wm" else None, st["n_envs"],
+                           max(SIZES), seed, st["train_max_steps"], st["reencode_every"] if kind == "wm" else 0)
+    path = ag.save_agent(agent, Path("outputs/agents") / f"{algo}_{kind}_s{seed}{st['suffix']}.zip", meta)
+    summary = ag.evaluate(agent, meta, test, st["eval_seed"])
+    summary["sampled"] = ag.evaluate(agent, meta, test, st["eval_seed"], deterministic=False)
+    summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=st["eval_seed"],
+                                               reencode_every=st["reencode_every"])
+    print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, "sampled", summary["sampled"]["success_rate"],
+          "imagined", summary["imagined"], flush=True)
+    return path, meta, summary
+
+
 def data_transitions(data_dir: str | None) -> int | None:
     """Real transitions in the world model's training data (sum of episode lengths of the shards)."""
     if not data_dir or not Path(data_dir).is_dir():
@@ -164,12 +185,17 @@ def main(argv=None) -> int:
     p.add_argument("--video", default="outputs/agents/agent_in_the_loop.gif")
     p.add_argument("--reencode-every", type=int, default=0,
                    help="agents in imagination: the env re-encodes its decoded frame every k steps (0: never)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="agents trained at once, in worker processes of one torch thread each (results do not "
+                        "depend on it; throughput is measured before, alone)")
     p.add_argument("--seed", type=int, default=0, help="maps, throughput and evaluation")
     p.add_argument("--agent-seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="training seeds of every agent (PPO on frames varies a lot from seed to seed)")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.reencode_every < 0:
         p.error(f"--reencode-every must be >= 0, got {args.reencode_every}")
     torch.set_num_threads(1)
@@ -195,24 +221,24 @@ def main(argv=None) -> int:
     print(json.dumps({k: [round(x, 1) for x in v] for k, v in thr_ratio.items()}, indent=1), flush=True)
 
     # 2. agents: same budget in imagination and for real, for every training seed, judged in the real env
+    jobs = [(algo, seed, kind) for algo in args.algos for seed in args.agent_seeds for kind in ag.ENVS]
+    suffix = (f"_re{args.reencode_every}" if args.reencode_every else "") + ("_quick" if args.quick else "")
+    settings = {"steps": args.steps, "n_envs": args.n_envs, "train_max_steps": args.train_max_steps or None,
+                "reencode_every": args.reencode_every, "eval_seed": args.seed, "suffix": suffix}
+    work = [(algo, kind, seed, model, train_maps, test, settings) for algo, seed, kind in jobs]
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(train_and_judge, work))
+    else:
+        done = [train_and_judge(w) for w in work]
     rows, agents = [], {}
-    for algo in args.algos:
-        for seed in args.agent_seeds:
-            for kind in ag.ENVS:
-                agent, meta = ag.train(algo, kind, args.steps, train_maps, model if kind == "wm" else None,
-                                       args.n_envs, max(SIZES), seed, args.train_max_steps or None,
-                                       args.reencode_every if kind == "wm" else 0)
-                tag = (f"{algo}_{kind}_s{seed}{f'_re{args.reencode_every}' if args.reencode_every else ''}"
-                       f"{'_quick' if args.quick else ''}")
-                ag.save_agent(agent, Path("outputs/agents") / f"{tag}.zip", meta)
-                summary = ag.evaluate(agent, meta, test, args.seed)
-                summary["sampled"] = ag.evaluate(agent, meta, test, args.seed, deterministic=False)
-                summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=args.seed,
-                                                           reencode_every=args.reencode_every)
-                agents.setdefault((algo, kind), (agent, meta))  # the first seed's agents feed sections 3-5
-                rows.append((algo, kind, seed, meta, summary))
-                print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, "sampled",
-                      summary["sampled"]["success_rate"], "imagined", summary["imagined"], flush=True)
+    for (algo, seed, kind), (path, meta, summary) in zip(jobs, done, strict=True):
+        if (algo, kind) not in agents:  # the first seed's agents feed sections 3-5
+            agents[algo, kind] = ag.load_agent(path)
+        rows.append((algo, kind, seed, meta, summary))
 
     # 3. heads vs parser, 4. compounding error, 5. video
     wm_agent, wm_meta = agents[(args.algos[0], "wm")]
