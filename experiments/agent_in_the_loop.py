@@ -122,11 +122,12 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0
     return speed, ratio
 
 
-def compounding(model, actor, maps) -> dict[int, tuple[float, int]]:
-    """Exact-grid accuracy of imagined vs real frames after k steps of the actor's own (open-loop) actions."""
+def compounding(model, actor, maps, reencode_every: int = 0) -> dict[int, tuple[float, int]]:
+    """Exact-grid accuracy of imagined vs real frames after k steps of the actor's own (open-loop) actions, in the
+    imagined env with the given ``reencode_every``."""
     hits: dict[int, list[bool]] = {k: [] for k in HORIZONS}
     for m in maps:
-        rp = ag.imagine_and_replay(model, m.desc, actor, max(HORIZONS))
+        rp = ag.imagine_and_replay(model, m.desc, actor, max(HORIZONS), reencode_every=reencode_every)
         for k in HORIZONS:
             e = rp.exact(k)
             if e is not None:
@@ -248,9 +249,11 @@ def main(argv=None) -> int:
                                          policy=lambda obs: wm_agent.predict(obs, deterministic=False)[0])
     rmaps = ag.eval_maps(SIZES, args.replays, args.seed + 1)
     comp = {f"{a} trained in {k} (seed {args.agent_seeds[0]})":
-            compounding(model, ag.FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps) for a, k in agents}
-    comp["oracle (shortest path)"] = compounding(model, "oracle", rmaps)
-    reps = [ag.imagine_and_replay(model, m.desc, actor, 16) for m in rmaps[:: max(1, len(rmaps) // 4)][:4]]
+            compounding(model, ag.FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps, args.reencode_every)
+            for a, k in agents}
+    comp["oracle (shortest path)"] = compounding(model, "oracle", rmaps, args.reencode_every)
+    reps = [ag.imagine_and_replay(model, m.desc, actor, 16, reencode_every=args.reencode_every)
+            for m in rmaps[:: max(1, len(rmaps) // 4)][:4]]
     nvid = ag.write_play_video(reps, args.video)
 
     # report
@@ -258,7 +261,8 @@ def main(argv=None) -> int:
     cmd = "python experiments/agent_in_the_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wm_name = "tiny untrained (--quick)" if args.quick else args.checkpoint
     regrounding = (f"the imagined env re-encodes its decoded frame every {args.reencode_every} steps (agent "
-                   "training, judging in the world model); " if args.reencode_every else "")
+                   "training, judging in the world model, compounding error, video; not the throughput rows); "
+                   if args.reencode_every else "")
     L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; {regrounding}"
          f"CPU: {platform.processor() or platform.machine()}, torch threads 1; seed {args.seed}.", "",
          f"## Throughput (one run, {args.rounds} rounds of side-by-side pairs)", "",
