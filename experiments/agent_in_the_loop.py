@@ -222,11 +222,11 @@ def main(argv=None) -> int:
     print(json.dumps({k: [round(x, 1) for x in v] for k, v in thr_ratio.items()}, indent=1), flush=True)
 
     # 2. agents: same budget in imagination and for real, for every training seed, judged in the real env
-    jobs = [(algo, seed, kind) for algo in args.algos for seed in args.agent_seeds for kind in ag.ENVS]
+    keys = [(algo, seed, kind) for algo in args.algos for seed in args.agent_seeds for kind in ag.ENVS]
     suffix = (f"_re{args.reencode_every}" if args.reencode_every else "") + ("_quick" if args.quick else "")
     settings = {"steps": args.steps, "n_envs": args.n_envs, "train_max_steps": args.train_max_steps or None,
                 "reencode_every": args.reencode_every, "eval_seed": args.seed, "suffix": suffix}
-    work = [(algo, kind, seed, model, train_maps, test, settings) for algo, seed, kind in jobs]
+    work = [(algo, kind, seed, model, train_maps, test, settings) for algo, seed, kind in keys]
     if args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     else:
         done = [train_and_judge(w) for w in work]
     rows, agents = [], {}
-    for (algo, seed, kind), (path, meta, summary) in zip(jobs, done, strict=True):
+    for (algo, seed, kind), (path, meta, summary) in zip(keys, done, strict=True):
         if (algo, kind) not in agents:  # the first seed's agents feed sections 3-5
             agents[algo, kind] = ag.load_agent(path)
         rows.append((algo, kind, seed, meta, summary))
