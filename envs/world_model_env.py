@@ -230,11 +230,11 @@ class LatentSlots:
                 frames, st = self.model.decode(z).float(), self.model.status(z).float()
             u8 = self.model.to_uint8(frames)
             self.age[rows_np] += 1
-            if self.reencode_every:
-                due = torch.as_tensor(self.age[rows_np] % self.reencode_every == 0, device=self.device)
-                if bool(due.any()):
-                    with self._autocast():
-                        z[due] = self.model.encode(u8[due]).to(z.dtype)
+            due = self.age[rows_np] % self.reencode_every == 0 if self.reencode_every else None
+            if due is not None and due.any():  # decided on the host: no tensor or sync on steps with none due
+                due_t = torch.as_tensor(due, device=self.device)
+                with self._autocast():
+                    z[due_t] = self.model.encode(u8[due_t]).to(z.dtype)
             self.z[rows, : n * n] = z.float()
             px = n * self.cell_px
             obs[rows_np, :px, :px] = u8.cpu().numpy()
