@@ -26,7 +26,7 @@ from gymnasium import spaces
 from rss_world.envs.maps import MapSpec, find_cell, map_id, maps_from, validate_desc
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import render_grid
-from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
+from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 Suite = Sequence[MapSpec | Sequence[str]] | str | Path
 
@@ -243,7 +243,7 @@ class LatentSlots:
 
 
 class WorldModelEnv(gym.Env):
-    """FrozenLake imagined by a :class:`~rss_world.nn.world_model.WorldModel`.
+    """FrozenLake imagined by a :class:`~rss_world.world_model.WorldModel`.
 
     Observation: ``Box(0, 255, (canvas·cell_px, canvas·cell_px, 3), uint8)``; the canvas is the map size, or
     ``pad_to`` cells when frames of several sizes are zero-padded to one space. Actions: ``Discrete(4)``

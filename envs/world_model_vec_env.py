@@ -25,7 +25,7 @@ from rss_world.envs.world_model_env import (
     resolve_cache_size,
     resolve_maps,
 )
-from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
+from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 
 class WorldModelVecEnv(VecEnv):

@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         p.error(f"--reencode-every must be >= 0, got {args.reencode_every}")
     torch.set_num_threads(1)
     if args.quick:
-        from rss_world.nn.world_model import WorldModel, WorldModelConfig
+        from rss_world.world_model import WorldModel, WorldModelConfig
 
         torch.manual_seed(0)
         model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))

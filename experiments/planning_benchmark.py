@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             from rss_world.checkpoint import save_model
-            from rss_world.nn.world_model import WorldModel, WorldModelConfig
+            from rss_world.world_model import WorldModel, WorldModelConfig
 
             torch.manual_seed(0)
             save_model(Path(tmp) / "tiny", WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1,

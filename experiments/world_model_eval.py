@@ -20,7 +20,7 @@ import torch
 
 from rss_world.checkpoint import load_model
 from rss_world.data import load_shards
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.train import compose, ensure_recipe_data, frame_check
 from rss_world.training import TrainConfig, train, validate
 

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "rss_world.checkpoint/1"
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.pt"

@@ -1,4 +1,4 @@
-"""Planners over the :class:`~rss_world.nn.world_model.WorldModel` API: planning purely in latent space.
+"""Planners over the :class:`~rss_world.world_model.WorldModel` API: planning purely in latent space.
 
 * :class:`GatePlanner` is the paper's mechanism: from the start frame the gate picks one expert per latent
   step, the expert index is the action, and every latent step is decoded into a frame of the visual plan.
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rss_world.nn import RoutingRecord
-from rss_world.nn.world_model import NUM_ACTIONS, WorldModel
+from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 PLANNERS = ("gate", "search")
 

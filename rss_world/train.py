@@ -59,7 +59,7 @@ def run_frozenlake(cfg) -> dict:
     from omegaconf import OmegaConf
 
     from rss_world.data import load_shards
-    from rss_world.nn.world_model import WorldModel, WorldModelConfig
+    from rss_world.world_model import WorldModel, WorldModelConfig
     from rss_world.training import TrainConfig, train
 
     torch.set_num_threads(int(cfg.threads))

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from rss_world.checkpoint import load_model, load_train_state, save_model, save_train_state
 from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_windows
 from rss_world.nn.routing import balance_loss
-from rss_world.nn.world_model import WorldModel
+from rss_world.world_model import WorldModel
 
 FrameCheck = Callable[[np.ndarray, np.ndarray, tuple[int, int]], bool]
 

@@ -127,7 +127,7 @@ def routing_figures(model, frames: np.ndarray, out_dir: str | os.PathLike, steps
     """Expert use per latent step and the PCA of latent trajectories for gate-driven rollouts.
 
     Args:
-        model: a :class:`~rss_world.nn.world_model.WorldModel`.
+        model: a :class:`~rss_world.world_model.WorldModel`.
         frames: ``(B, H, W, 3)`` uint8 start frames of one map size.
         out_dir: folder for ``{prefix}_expert_usage.png`` and ``{prefix}_latent_pca.png``.
         steps: latent steps (default: grid size).

@@ -13,7 +13,7 @@ import agent_in_the_loop as ail  # noqa: E402
 
 from rss_world import agent as ag  # noqa: E402
 from rss_world.envs.maps import load_default_suite  # noqa: E402
-from rss_world.nn.world_model import WorldModel, WorldModelConfig  # noqa: E402
+from rss_world.world_model import WorldModel, WorldModelConfig  # noqa: E402
 
 
 def untimed(d):

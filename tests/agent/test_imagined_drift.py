@@ -12,7 +12,7 @@ import imagined_drift as drift  # noqa: E402
 from rss_world.checkpoint import save_model  # noqa: E402
 from rss_world.envs.maps import find_cell, load_default_suite  # noqa: E402
 from rss_world.envs.oracle import move, off_grid_actions  # noqa: E402
-from rss_world.nn.world_model import WorldModel, WorldModelConfig  # noqa: E402
+from rss_world.world_model import WorldModel, WorldModelConfig  # noqa: E402
 
 
 def test_edge_actor_walks_around_holes_then_presses_against_the_edge():

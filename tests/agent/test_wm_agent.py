@@ -8,7 +8,7 @@ import torch
 from rss_world import agent as ag
 from rss_world.checkpoint import save_model
 from rss_world.envs.maps import load_default_suite
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from rss_world.envs.maps import load_default_suite
 from rss_world.envs.world_model_env import WorldModelEnv, head_parser_agreement, start_frame
 from rss_world.envs.world_model_vec_env import WorldModelVecEnv, measure_head_agreement
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 MAP3 = ("SFF", "FHF", "FFG")

@@ -12,7 +12,7 @@ import yaml
 
 from rss_world import evaluate, plan
 from rss_world.checkpoint import save_model
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlannerConfig, SearchPlannerConfig
 
 torch.set_num_threads(1)

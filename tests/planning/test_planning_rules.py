@@ -12,11 +12,11 @@ import rss_world.planning as planning
 from rss_world.envs import frozenlake, metrics, oracle, parser, render
 from rss_world.envs import maps as maps_mod
 from rss_world.envs.render import render_grid
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 ALLOWED = {"__future__", "heapq", "math", "dataclasses", "numpy", "torch", "torch.nn.functional", "rss_world.nn",
-           "rss_world.nn.world_model"}
+           "rss_world.world_model"}
 
 
 def test_planning_module_imports_nothing_from_envs():

@@ -7,7 +7,7 @@ import numpy as np
 from rss_world.data import Episodes
 from rss_world.envs.oracle import move, optimal_action_mask
 from rss_world.envs.render import render_grid
-from rss_world.nn.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 MAP3 = ("SFF", "FHF", "FFG")
 TINY = dict(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4)

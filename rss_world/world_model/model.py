@@ -5,7 +5,7 @@
 * ``step`` is one latent step of recursive sparse attention (``rss_world.nn.recursive``) with per-sample
   routing: the expert is the action when it is given, else the gate picks it. The default gate
   (``gate="value"``) runs ``gate_iters`` sweeps of differentiable value iteration over the latent token grid
-  (``rss_world.nn.value_gate``); ``gate="trunk"`` is a weight-tied transformer block iterated ``gate_iters``
+  (``rss_world.world_model.value_gate``); ``gate="trunk"`` is a weight-tied transformer block iterated ``gate_iters``
   times, feeding the core's per-token ``GatingNetwork``.
 * ``decode`` is a transformer frame decoder: tokens -> RGB patches in [0, 1].
 * Heads: the gate's action distribution (the policy) and per-token status logits (agent on goal, agent in
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import Block, GridPositions, patchify, unpatchify
-from .recursive import RecursiveSparseAttention, RSRConfig
-from .routing import GatingNetwork, RoutingRecord, Selection, gumbel_select
+from rss_world.nn.recursive import RecursiveSparseAttention, RSRConfig
+from rss_world.nn.routing import GatingNetwork, RoutingRecord, Selection, gumbel_select
 from .value_gate import ValueIterationGate
 
 NUM_ACTIONS = 4
