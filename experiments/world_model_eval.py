@@ -20,9 +20,9 @@ import torch
 
 from rss_world.checkpoint import load_model
 from rss_world.data import load_shards
-from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.train import compose, ensure_recipe_data, frame_check
 from rss_world.training import TrainConfig, train, validate
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rss_world" / "checkpoints" / "frozenlake"

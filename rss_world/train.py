@@ -59,8 +59,8 @@ def run_frozenlake(cfg) -> dict:
     from omegaconf import OmegaConf
 
     from rss_world.data import load_shards
-    from rss_world.world_model import WorldModel, WorldModelConfig
     from rss_world.training import TrainConfig, train
+    from rss_world.world_model import WorldModel, WorldModelConfig
 
     torch.set_num_threads(int(cfg.threads))
     mcfg = WorldModelConfig(**cfg.model)

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import Block, GridPositions, patchify, unpatchify
 from rss_world.nn.recursive import RecursiveSparseAttention, RSRConfig
 from rss_world.nn.routing import GatingNetwork, RoutingRecord, Selection, gumbel_select
+
+from .blocks import Block, GridPositions, patchify, unpatchify
 from .value_gate import ValueIterationGate
 
 NUM_ACTIONS = 4

@@ -12,8 +12,8 @@ import yaml
 
 from rss_world import evaluate, plan
 from rss_world.checkpoint import save_model
-from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlannerConfig, SearchPlannerConfig
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 SUMMARY = {"episodes", "success_rate", "exact_match", "progress_rate", "invalid_action_rate", "hole_rate",

@@ -10,9 +10,9 @@ import torch
 
 from rss_world.envs.maps import MapSpec, map_id
 from rss_world.evaluation import SUMMARY_KEYS, planner_stats, run_map_baseline, run_planner, select_maps, summarize
-from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlanner, Plan, SearchPlanner, SearchPlannerConfig
 from rss_world.video import filmstrip, routing_figures, write_video
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 DESC = ("SFH", "FFF", "HFG")

@@ -10,8 +10,8 @@ from rss_world.envs.metrics import score_episode
 from rss_world.envs.oracle import move, optimal_actions, optimal_length
 from rss_world.envs.render import render_grid
 from rss_world.nn.routing import Selection
-from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.planning import GatePlanner, GatePlannerConfig, Plan, SearchPlanner, SearchPlannerConfig, make_planner
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 

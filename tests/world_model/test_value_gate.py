@@ -7,8 +7,8 @@ import torch
 
 from rss_world.envs.maps import generate_map
 from rss_world.envs.oracle import optimal_actions
-from rss_world.world_model.value_gate import ValueIterationGate
 from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model.value_gate import ValueIterationGate
 
 # FrozenLake actions LEFT, DOWN, RIGHT, UP -> index of the neighbour in the 3x3 cross-correlation kernel.
 NEIGHBOUR = {0: 3, 1: 7, 2: 5, 3: 1}

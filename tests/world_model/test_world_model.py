@@ -11,8 +11,8 @@ from wm_helpers import MAP3, tiny_model, transitions
 from rss_world.checkpoint import load_model, save_model
 from rss_world.envs.oracle import move
 from rss_world.envs.render import render_grid
-from rss_world.world_model import WorldModel, WorldModelConfig
 from rss_world.training import TrainConfig, train
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 
 def frames_of(*cells, desc=MAP3):
