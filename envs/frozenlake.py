@@ -18,7 +18,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv  # noqa: E402
 
-from rss_world.envs.maps import MapSpec, map_id, maps_from, validate_desc  # noqa: E402
+from rss_world.envs.maps import MapSpec, map_id, maps_from, step_limit, validate_desc  # noqa: E402
 from rss_world.envs.render import DEFAULT_CELL_PX, render_grid, resize_frame  # noqa: E402
 
 ENV_ID = "rss_world/VisualFrozenLake-v0"
@@ -82,7 +82,7 @@ class VisualFrozenLakeEnv(gym.Env):
         self.maps = maps
         self.size = size
         self.cell_px = cell_px
-        self.max_steps = max_steps if max_steps is not None else 4 * size * size
+        self.max_steps = max_steps if max_steps is not None else step_limit(size)
         self.facing = facing
         self.renderer = renderer
         self.render_mode = render_mode

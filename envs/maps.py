@@ -28,6 +28,11 @@ SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = (3, 4, 5, 6, 7, 8)
 DEFAULT_QUOTAS = {"train": 1000, "val": 100, "test": 100}
 DEFAULT_SEED = 0
+
+
+def step_limit(size: int) -> int:
+    """The episode step limit of a ``size`` x ``size`` map: ``4 · size²`` (every env and evaluation uses this)."""
+    return 4 * size * size
 DEFAULT_P_HOLE = 0.2
 _MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # gymnasium order: LEFT, DOWN, RIGHT, UP
 

@@ -9,8 +9,6 @@ interrupted save never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +16,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rss_world.io import atomic_write
 from rss_world.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "rss_world.checkpoint/1"
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.pt"
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_model(path: str | Path, model: WorldModel, meta: dict[str, Any] | None = None) -> Path:
@@ -41,8 +28,8 @@ def save_model(path: str | Path, model: WorldModel, meta: dict[str, Any] | None 
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     cfg = {"format": FORMAT, "kind": "world_model", "model": model.cfg.to_dict(), "meta": meta or {}}
-    _atomic(path / WEIGHTS, lambda tmp: save_file(state, tmp))
-    _atomic(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+    atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp))
+    atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
     return path
 
 
@@ -94,7 +81,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Wo
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write optimizer/step/RNG state next to the weights (atomically)."""
-    _atomic(Path(path) / TRAIN_STATE, lambda tmp: torch.save(state, tmp))
+    atomic_write(Path(path) / TRAIN_STATE, lambda tmp: torch.save(state, tmp))
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
