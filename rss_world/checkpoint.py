@@ -1,13 +1,15 @@
 """Self-describing checkpoints: safetensors weights + JSON config, written atomically.
 
 A checkpoint is a directory holding ``model.safetensors`` and ``config.json`` (``{"format": ..., "kind":
-"world_model", "model": {WorldModelConfig fields}, "meta": {...}}``), and, for training runs,
+"world_model", "arch": name in rss_world.world_model.ARCHS, "model": {its config's fields}, "sha256": of the
+weights file, "meta": {...}}``), and, for training runs,
 ``train_state.pt`` (optimizer, step, RNG). Every file is written to a temporary name and renamed, so an
 interrupted save never leaves a half-written checkpoint behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,25 +18,44 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from rss_world.io import atomic_write
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.io import atomic_write, atomic_write_text
+from rss_world.world_model import ARCHS, WorldModel
 
-FORMAT = "rss_world.checkpoint/1"
+FORMAT = "rss_world.checkpoint/2"
+LEGACY_FORMATS = {"rss_world.checkpoint/1": "the layout before the world_model package (rsr.gate.*, value_gate.*)"}
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.pt"
 
 
+def weights_digest(path: str | Path) -> str:
+    """sha256 of a weights file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def save_model(path: str | Path, model: WorldModel, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (weights + config) to the directory ``path``."""
+    """Write ``model`` (weights, then a config that names its architecture and the weights' sha256) to ``path``."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    cfg = {"format": FORMAT, "kind": "world_model", "model": model.cfg.to_dict(), "meta": meta or {}}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"refusing to save non-finite weights in {bad[:5]}")
     atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp))
-    atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+    cfg = {"format": FORMAT, "kind": "world_model", "arch": model.arch, "model": model.cfg.to_dict(),
+           "sha256": weights_digest(path / WEIGHTS), "meta": meta or {}}
+    atomic_write_text(path / CONFIG, json.dumps(cfg, indent=1))
     return path
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint's ``config.json``."""
+    """Read and check a checkpoint's ``config.json`` against its schema.
+
+    Raises:
+        FileNotFoundError: the directory or its config is missing.
+        ValueError: the config is not JSON, is of another format or kind, or a field has a wrong type or value.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
@@ -43,26 +64,45 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} has no {CONFIG}")
     try:
         cfg = json.loads(f.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"checkpoint config {f} is not valid JSON: {err}") from err
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or cfg.get("kind") != "world_model":
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{f} must hold a JSON object, got {type(cfg).__name__}")
+    if cfg.get("format") in LEGACY_FORMATS:
+        raise ValueError(f"{f} is a {cfg['format']} checkpoint ({LEGACY_FORMATS[cfg['format']]}); this version "
+                         f"reads {FORMAT}: retrain it with `python -m rss_world.train`")
+    if cfg.get("format") != FORMAT or cfg.get("kind") != "world_model":
         raise ValueError(f"{f} is not a {FORMAT} world-model checkpoint config")
+    for key, kind in (("arch", str), ("model", dict), ("sha256", str), ("meta", dict)):
+        if not isinstance(cfg.get(key), kind):
+            raise ValueError(f"{f}: field {key!r} must be a {kind.__name__}, got {cfg.get(key)!r:.60}")
+    if cfg["arch"] not in ARCHS:
+        raise ValueError(f"{f}: unknown architecture {cfg['arch']!r}; known: {', '.join(ARCHS)}")
+    try:
+        ARCHS[cfg["arch"]].config_class.from_dict(cfg["model"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{f}: bad 'model' settings: {err}") from None
     return cfg
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> WorldModel:
-    """Rebuild a :class:`WorldModel` from a checkpoint directory alone, in eval mode.
+    """Rebuild a world model from a checkpoint directory alone, in eval mode.
 
     Raises:
         FileNotFoundError: the directory or one of its files is missing.
-        ValueError: the config is invalid, the weights file is corrupt, or weights and config do not match.
+        ValueError: the config is invalid; the weights are corrupt, do not match their recorded sha256, hold
+            non-finite values, or do not match the config.
     """
     path = Path(path)
     cfg = read_config(path)
-    model = WorldModel(WorldModelConfig.from_dict(cfg["model"]))
+    cls = ARCHS[cfg["arch"]]
+    model = cls(cls.config_class.from_dict(cfg["model"]))
     f = path / WEIGHTS
     if not f.exists():
         raise FileNotFoundError(f"checkpoint {path} has no {WEIGHTS}")
+    if weights_digest(f) != cfg["sha256"]:
+        raise ValueError(f"checkpoint weights {f} do not match the sha256 in {CONFIG}: the file is corrupt or "
+                         "was replaced")
     try:
         state = load_file(f, device=str(map_location))
     except (SafetensorError, OSError) as err:
@@ -75,6 +115,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Wo
             f"checkpoint {path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"wrong shapes {sorted(bad_shape)[:5]}"
         )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds non-finite weights in {bad[:5]}")
     model.load_state_dict(state)
     return model.eval()
 

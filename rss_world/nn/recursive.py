@@ -113,6 +113,8 @@ class RecursiveSparseAttention(nn.Module):
         to_out: frozen Linear ``H*d -> D``.
         heads: number of attention heads ``H``.
         norm_q, norm_k: optional per-head norms applied to q and k (``(B, H, N, d)``), as in SD3's qk-norm.
+        external_routing: the caller routes with a gate of its own and passes a ``Selection`` to every
+            :meth:`step` (the world model's planning gate); the layer then builds no gating network.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class RecursiveSparseAttention(nn.Module):
         heads: int,
         norm_q: nn.Module | None = None,
         norm_k: nn.Module | None = None,
+        external_routing: bool = False,
     ) -> None:
         super().__init__()
         cfg.validate()
@@ -152,12 +155,13 @@ class RecursiveSparseAttention(nn.Module):
         self.lora_q = StackedLoRA(dim, inner, e, r, a)
         self.lora_k = StackedLoRA(dim, inner, e, r, a)
         self.lora_v = StackedLoRA(dim, inner, e, r, a)
-        self.gate = GatingNetwork(dim, cfg.cond_dim, e, cfg.per_token, cfg.temperature, cfg.gate_hidden)
+        self.gate = None if external_routing else GatingNetwork(dim, cfg.cond_dim, e, cfg.per_token,
+                                                                 cfg.temperature, cfg.gate_hidden)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters: LoRA experts and gate (never the frozen base)."""
-        return [*self.lora_q.parameters(), *self.lora_k.parameters(), *self.lora_v.parameters(),
-                *self.gate.parameters()]
+        gate = [] if self.gate is None else [*self.gate.parameters()]
+        return [*self.lora_q.parameters(), *self.lora_k.parameters(), *self.lora_v.parameters(), *gate]
 
     def _heads(self, t: Tensor) -> Tensor:
         b, n, _ = t.shape
@@ -237,6 +241,8 @@ class RecursiveSparseAttention(nn.Module):
             ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
         """
         if selection is None:
+            if self.gate is None:
+                raise ValueError("this layer routes externally: step() needs a selection")
             sel = self.gate(state, cond, forced)
         else:
             want = state.shape[:1] if not self.cfg.per_token else state.shape[:2]

@@ -4,8 +4,9 @@ The gate has to pick the action whose expert moves the agent one step closer to 
 problem on the grid. A transformer gate of fixed depth has to learn a graph search from cross-entropy alone. This
 gate has the search built into its structure instead, in the style of Value Iteration Networks (Tamar et al., 2016):
 
-1. Per-token heads read the latent tokens and give three logits: "goal is here", "this cell can be walked on" and
-   "the agent is here". Everything is learned from the latents; the gate never sees the symbolic map.
+1. Per-token heads (:meth:`ValueIterationGate.token_logits`) read the latent tokens and give three logits: "goal is
+   here", "this cell can be walked on" and "the agent is here". Everything is learned from the latents; the gate
+   never sees the symbolic map.
 2. Value iteration on the ``s x s`` token grid: ``V_0 = R`` and ``V_{k+1} = max(R, P * max_a (K_a * V_k))``, where
    ``R = sigmoid(goal)``, ``P = sigmoid(walkable)`` and ``K_a`` is a learned 3x3 transition kernel per action. Each
    kernel is ``gamma * softmax`` over its 9 offsets, so values stay in [0, 1]. After enough sweeps a walkable cell
@@ -38,7 +39,7 @@ class ValueIterationGate(nn.Module):
         hidden: width of the per-token heads.
     """
 
-    def __init__(self, dim: int, num_actions: int = 4, sweeps: int = 48, gamma: float = 0.9, hidden: int = 64):
+    def __init__(self, dim: int, num_actions: int, sweeps: int, gamma: float = 0.9, hidden: int = 64):
         super().__init__()
         if sweeps < 0 or not 0 < gamma < 1 or dim < 1 or num_actions < 1:
             raise ValueError(f"bad ValueIterationGate settings: dim={dim}, actions={num_actions}, sweeps={sweeps}, "
@@ -57,7 +58,7 @@ class ValueIterationGate(nn.Module):
             self.kernel.normal_(0.0, 0.1)
             self.log_beta.fill_(math.log(10.0))
 
-    def maps(self, z: Tensor) -> Tensor:
+    def token_logits(self, z: Tensor) -> Tensor:
         """Per-token logits ``(B, N, 3)``: goal here, walkable here, agent here."""
         return self.heads(z)
 
@@ -65,11 +66,11 @@ class ValueIterationGate(nn.Module):
         """Transition kernels ``(A, 1, 3, 3)``, each ``gamma`` times a distribution over the 9 offsets."""
         return (self.gamma * torch.softmax(self.kernel, -1)).view(-1, 1, 3, 3)
 
-    def values(self, maps: Tensor) -> Tensor:
+    def values(self, token_logits: Tensor) -> Tensor:
         """Value map ``(B, 1, s, s)`` after ``sweeps`` sweeps of value iteration."""
-        b, n, _ = maps.shape
+        b, n, _ = token_logits.shape
         s = math.isqrt(n)
-        grid = maps.float().transpose(1, 2).reshape(b, 3, s, s)
+        grid = token_logits.float().transpose(1, 2).reshape(b, 3, s, s)
         reward, walk = torch.sigmoid(grid[:, :1]), torch.sigmoid(grid[:, 1:2])
         k = self.kernels()
         v = reward
@@ -79,8 +80,8 @@ class ValueIterationGate(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(action logits (B, A), agent weights (B, N))``."""
-        maps = self.maps(z)
-        q = F.conv2d(self.values(maps), self.kernels(), padding=1).flatten(2)  # (B, A, N)
-        where = torch.softmax(maps[..., 2].float(), -1)  # (B, N)
+        tl = self.token_logits(z)  # (B, N, 3)
+        q = F.conv2d(self.values(tl), self.kernels(), padding=1).flatten(2)  # (B, A, N)
+        where = torch.softmax(tl[..., 2].float(), -1)  # (B, N)
         q_agent = (q * where[:, None]).sum(-1)  # (B, A)
         return self.log_beta.exp() * torch.log(q_agent + EPS), where

@@ -1,4 +1,8 @@
-"""The shipped checkpoint loads with one call and decodes the first latent step of real test maps correctly."""
+"""The shipped checkpoint: loads with one call, decodes real test maps, reproduces the outputs recorded before the
+restructure, and carries no unused parameter."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,7 +12,8 @@ from rss_world.envs.maps import find_cell, load_default_suite
 from rss_world.envs.oracle import move, optimal_actions
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import render_grid
-from rss_world.plan import DEFAULT_CHECKPOINT
+from rss_world.paths import DEFAULT_CHECKPOINT
+from rss_world.world_model import WorldModel, WorldModelConfig
 
 
 def test_shipped_model_decodes_first_step_of_test_maps():
@@ -25,3 +30,36 @@ def test_shipped_model_decodes_first_step_of_test_maps():
         assert parse_frame(frames[0]).equals_grid(spec.desc, start), spec.id
         assert parse_frame(frames[1]).equals_grid(spec.desc, nxt), spec.id
         assert np.abs(frames[1].astype(int) - render_grid(spec.desc, nxt).astype(int)).mean() < 10
+
+
+def start_frames(size: int) -> torch.Tensor:
+    maps = load_default_suite("test", sizes=[size])[:4]
+    return torch.from_numpy(np.stack([render_grid(m.desc, find_cell(m.desc, "S")) for m in maps]))
+
+
+def test_shipped_model_reproduces_outputs_recorded_before_the_restructure():
+    """The checkpoint was converted to the world_model package's layout (unused rsr.gate.* and the out-projection
+    bias dropped, value_gate.* renamed gate.*); its outputs are those recorded with the old layout."""
+    golden = json.loads((Path(__file__).parent / "shipped_golden.json").read_text())
+    model = load_model(DEFAULT_CHECKPOINT)
+    with torch.no_grad():
+        for size in (3, 5, 8):
+            z = model.encode(start_frames(size))
+            np.testing.assert_allclose(model.policy(z).numpy(), golden[f"policy_{size}"], atol=1e-4)
+            sums = [float(model.step(z, torch.full((4,), a))[0].double().sum()) for a in range(4)]
+            np.testing.assert_allclose(sums, golden[f"step_sums_{size}"], rtol=1e-4)
+            im = model.imagine(z, steps=6)
+            assert im.actions.tolist() == golden[f"imagined_actions_{size}"]
+            np.testing.assert_allclose(im.frames.mean((2, 3, 4)).numpy(), golden[f"imagined_frame_means_{size}"],
+                                       atol=1e-4)
+
+
+def test_shipped_model_is_the_default_architecture_and_every_parameter_is_used():
+    model = load_model(DEFAULT_CHECKPOINT).train()
+    assert type(model) is WorldModel and model.cfg == WorldModelConfig()
+    z = model.encode(start_frames(4))
+    z1, _, _ = model.step(z, torch.tensor([0, 1, 2, 3]), with_logits=False)
+    loss = model.decode(z1).sum() + model.status_logits(z1).sum() + model.gate_logits(z1.detach()).sum()
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert unused == []

@@ -7,7 +7,7 @@ import torch
 
 from rss_world.envs.maps import generate_map
 from rss_world.envs.oracle import optimal_actions
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import ARCHS, build_world_model
 from rss_world.world_model.value_gate import ValueIterationGate
 
 # FrozenLake actions LEFT, DOWN, RIGHT, UP -> index of the neighbour in the 3x3 cross-correlation kernel.
@@ -28,7 +28,7 @@ def exact_maps(desc, agent):
 
 
 def oracle_kernel_gate(sweeps=32):
-    gate = ValueIterationGate(dim=8, sweeps=sweeps)
+    gate = ValueIterationGate(dim=8, num_actions=4, sweeps=sweeps)
     with torch.no_grad():
         gate.kernel.fill_(-40.0)
         for a, k in NEIGHBOUR.items():
@@ -69,22 +69,26 @@ def test_too_few_sweeps_cannot_see_a_far_goal():
 @pytest.mark.parametrize("kw", [dict(sweeps=-1), dict(gamma=1.0), dict(gamma=0.0), dict(dim=0)])
 def test_bad_settings_raise(kw):
     with pytest.raises(ValueError, match="ValueIterationGate"):
-        ValueIterationGate(**{"dim": 8, **kw})
+        ValueIterationGate(**{"dim": 8, "num_actions": 4, "sweeps": 4, **kw})
 
 
-def test_bad_gate_kind_raises():
-    with pytest.raises(ValueError, match="gate"):
-        WorldModel(WorldModelConfig(dim=32, heads=2, gate="mlp"))
+def test_unknown_architecture_raises():
+    with pytest.raises(ValueError, match="unknown world-model architecture 'mlp'"):
+        build_world_model("mlp")
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(experts_per_action=2), dict(shared_expert=True), dict(gate="trunk")])
-def test_gate_layouts_give_a_policy_and_pick_experts(kw):
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_architecture_gives_a_policy_and_picks_experts(arch):
     torch.manual_seed(0)
-    m = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=3, rank=4, **kw)).eval()
+    m = build_world_model(arch, dim=32, heads=2, enc_layers=1, gate_sweeps=3, rank=4).eval()
     z = torch.randn(3, 16, 32)
     logits = m.gate_logits(z)
-    width = 4 if kw.get("shared_expert") else m.cfg.num_experts
-    assert logits.shape == (3, width) and torch.isfinite(logits).all()
+    assert logits.shape == (3, m.num_experts if arch != "shared_expert" else 4) and torch.isfinite(logits).all()
     assert torch.allclose(m.policy(z).sum(-1), torch.ones(3))
-    z1, _, sel = m.step(z)  # the gate picks
-    assert z1.shape == z.shape and (sel.index < m.cfg.num_experts).all()
+    z1, _, sel = m.step(z)  # the gate picks; in eval that is its argmax expert
+    assert z1.shape == z.shape and (sel.index < m.num_experts).all()
+    assert torch.equal(sel.action, logits.argmax(-1) // m.experts_per_action)
+    if arch != "shared_expert":  # the expert that ran belongs to the action taken
+        assert torch.equal(sel.index // m.experts_per_action, sel.action)
+    im = m.imagine(z, steps=2)
+    assert im.actions.shape == (3, 2) and torch.equal(im.actions[:, 0], sel.action)

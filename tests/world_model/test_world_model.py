@@ -12,7 +12,7 @@ from rss_world.checkpoint import load_model, save_model
 from rss_world.envs.oracle import move
 from rss_world.envs.render import render_grid
 from rss_world.training import TrainConfig, train
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import MultiExpertConfig, WorldModel, WorldModelConfig
 
 
 def frames_of(*cells, desc=MAP3):
@@ -35,7 +35,7 @@ def test_shapes_and_api():
     assert im.actions.shape == (2, 2) and len(im.route) == 2
     big = m.encode(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))  # other grid sizes share the model
     assert big.shape == (1, 64, 32)
-    m8 = tiny_model(experts_per_action=2)
+    m8 = tiny_model(arch="multi_expert")
     _, logits, sel = m8.step(m8.encode(f), torch.tensor([3, 0]))
     assert logits.shape == (2, 8) and (sel.index // 2).tolist() == [3, 0]
 
@@ -54,14 +54,14 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="shape"):
         m.step(z, torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="experts_per_action"):
-        WorldModelConfig(experts_per_action=0).validate()
+        MultiExpertConfig(experts_per_action=0).validate()
 
 
 def test_forced_action_moves_agent_after_brief_training(tmp_path):
     """After brief training on one 3x3 map, the frame decoded after a forced action is closer to the true next
     frame of *that* action than to the next frame of any other action (a move, not a blur of all moves)."""
     torch.manual_seed(0)
-    m = tiny_model(dim=64, heads=4, rank=16, gate_iters=0)
+    m = tiny_model(dim=64, heads=4, rank=16, gate_sweeps=0)
     data = transitions()
     cfg = TrainConfig(steps=250, batch=32, horizon=1, lr=3e-3, warmup=10, val_every=10_000, ckpt_every=10_000)
     train(m, {3: data}, None, cfg, tmp_path / "run", progress=False)

@@ -7,17 +7,27 @@ import numpy as np
 from rss_world.data import Episodes
 from rss_world.envs.oracle import move, optimal_action_mask
 from rss_world.envs.render import render_grid
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel, build_world_model
 
 MAP3 = ("SFF", "FHF", "FFG")
-TINY = dict(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4)
 
 
-def tiny_model(seed: int = 0, **kw) -> WorldModel:
+def tiny_settings() -> dict:
+    """The ``tiny`` model preset: the differences from the shipped model's defaults."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(files("rss_world.configs") / "model" / "tiny.yaml"))
+TINY = tiny_settings()
+
+
+def tiny_model(seed: int = 0, arch: str = "rsr", **kw) -> WorldModel:
+    """A tiny world model (the ``configs/model/tiny.yaml`` preset), seeded."""
     import torch
 
     torch.manual_seed(seed)
-    return WorldModel(WorldModelConfig(**{**TINY, **kw}))
+    return build_world_model(arch, **{**TINY, **kw})
 
 
 def transitions(desc=MAP3) -> Episodes:
