@@ -136,14 +136,33 @@ def test_shapes_per_token_and_per_sample(e, t):
 
 def test_context_tokens_rejoin_and_stay_unchanged():
     _, rsr = make_rsr(2, 3)
+    rsr.eval()
     x = torch.randn(2, 5, D)
     ctx = tuple(torch.randn(2, H, 4, D // H) for _ in range(3))
-    res = rsr(x, torch.randn(2, 8), context_qkv=ctx)
+    kept = tuple(c.clone() for c in ctx)
+    cond = torch.randn(2, 8)
+    res = rsr(x, cond, context_qkv=ctx)
     assert res.context.shape == (2, 4, D)
     cache = rsr.prepare(x, ctx)
     torch.testing.assert_close(res.context, cache.ctx_a0)  # B = 0: the text rows see the base attention
+    with torch.no_grad():
+        for lora in (rsr.lora_q, rsr.lora_k, rsr.lora_v):
+            lora.B.normal_()
+    res = rsr(x, cond, context_qkv=ctx)
+    assert all(torch.equal(a, b) for a, b in zip(ctx, kept))  # the text stream itself is never modified
+    assert (res.context - cache.ctx_a0).abs().max() > 1e-3  # but it attends to the refined vision tokens
     with pytest.raises(ValueError, match="context q/k/v"):
-        rsr(x, torch.randn(2, 8), context_qkv=(ctx[0], ctx[1], ctx[2][:, :, :3]))
+        rsr(x, cond, context_qkv=(ctx[0], ctx[1], ctx[2][:, :, :3]))
+
+
+def test_external_routing_builds_no_gate_and_needs_a_selection():
+    base = TinyAttention()
+    rsr = RecursiveSparseAttention(RSRConfig(num_experts=3, steps=1, cond_dim=0, per_token=False), base.to_q,
+                                   base.to_k, base.to_v, base.to_out, heads=H, external_routing=True)
+    assert rsr.gate is None and not any(n.startswith("gate.") for n, _ in rsr.named_parameters())
+    x = torch.randn(2, 5, D)
+    with pytest.raises(ValueError, match="needs a selection"):
+        rsr.step(x, rsr.prepare(x))
 
 
 def test_same_seed_same_output():
