@@ -11,12 +11,7 @@ from rss_world.envs.maps import MapSpec, generate_map, load_default_suite, load_
 
 ENV_ID = "rss_world/VisualFrozenLake-v0"
 
-WM_ENV_ID = "rss_world/WorldModelFrozenLake-v0"
-
 if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="rss_world.envs.frozenlake:VisualFrozenLakeEnv")
-if WM_ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=WM_ENV_ID, entry_point="rss_world.envs.world_model_env:WorldModelEnv")
 
-__all__ = ["ENV_ID", "WM_ENV_ID", "MapSpec", "generate_map", "load_default_suite", "load_suite", "map_id", "save_suite",
-           "split_of"]
+__all__ = ["ENV_ID", "MapSpec", "generate_map", "load_default_suite", "load_suite", "map_id", "save_suite", "split_of"]

@@ -19,69 +19,21 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rss_world import agent as ag
+from rss_world.agent_runs import AgentJob, train_and_judge
 from rss_world.envs.maps import load_default_suite
-from rss_world.envs.world_model_vec_env import WorldModelVecEnv, measure_head_agreement
+from rss_world.imagination.vec_env import measure_head_agreement
+from rss_world.imagined_rollouts import imagine_episode, write_play_video
+from rss_world.io import atomic_write_text
+from rss_world.rl_agents import ALGOS, ENVS, SIZES, TRAIN_MAX_STEPS, FrameAgent, eval_maps, load_agent
+from rss_world.throughput import real_steps_per_s, wm_steps_per_s
 
 HORIZONS = (1, 4, 8, 16)
-SIZES = (3, 4, 5, 6)
 METRICS = ("success_rate", "exact_match", "progress_rate", "invalid_action_rate", "hole_rate", "steps_over_optimal")
-
-
-def real_steps_per_s(maps, renderer: str, steps: int, seed: int = 0) -> float:
-    """Real env steps/s (random actions, resets included) over maps of sizes 3-6."""
-    env = ag.PaddedRealEnv(maps, max(SIZES), renderer=renderer)
-    rng = np.random.default_rng(seed)
-    for s in SIZES:  # warm-up: pygame sprites / tile atlases of every size
-        env.reset(seed=seed, options=None)
-        env.envs[s].reset(seed=seed)
-        env.envs[s].step(0)
-    env.reset(seed=seed)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        _, _, term, trunc, _ = env.step(int(rng.integers(4)))
-        if term or trunc:
-            env.reset()
-    dt = time.perf_counter() - t0
-    env.close()
-    return steps / dt
-
-
-def wm_steps_per_s(model, maps, batch: int, steps: int, seed: int = 0, precision: str = "fp32",
-                   threads: int = 1, preencode: bool = True, cache: dict | None = None,
-                   reencode_every: int = 0) -> float:
-    """Imagined steps/s of the batched VecEnv (``batch · steps`` env steps, one warm-up step) on ``threads``
-    torch threads. ``preencode``: start latents encoded when the env is built, as agent training does (the env's
-    construction is not timed, like the real env's); without it no start latent is cached, so every reset runs
-    the encoder. ``cache``: envs kept across calls, keyed by their settings,
-    so later rounds skip building (and pre-encoding) the same env again; each call still starts with a reset.
-    ``reencode_every``: the env's setting (see ``LatentSlots``; 0: never)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        key = (batch, precision, preencode, reencode_every)
-        env = None if cache is None else cache.get(key)
-        if env is None:
-            env = WorldModelVecEnv(model, batch, suite=maps, pad_to=max(SIZES), seed=seed, precision=precision,
-                                   preencode=preencode, cache_size=None if preencode else 0,
-                                   reencode_every=reencode_every)
-            if cache is not None:
-                cache[key] = env
-        rng = np.random.default_rng(seed)
-        env.reset()
-        env.step(rng.integers(4, size=batch))
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            env.step(rng.integers(4, size=batch))
-        return batch * steps / (time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
 
 
 REAL_REF = "real (gymnasium render)"
@@ -127,7 +79,7 @@ def compounding(model, actor, maps, reencode_every: int = 0) -> dict[int, tuple[
     imagined env with the given ``reencode_every``."""
     hits: dict[int, list[bool]] = {k: [] for k in HORIZONS}
     for m in maps:
-        rp = ag.imagine_and_replay(model, m.desc, actor, max(HORIZONS), reencode_every=reencode_every)
+        rp = imagine_episode(model, m.desc, actor, max(HORIZONS), reencode_every=reencode_every)
         for k in HORIZONS:
             e = rp.exact(k)
             if e is not None:
@@ -135,24 +87,12 @@ def compounding(model, actor, maps, reencode_every: int = 0) -> dict[int, tuple[
     return {k: (float(np.mean(v)) if v else float("nan"), len(v)) for k, v in hits.items()}
 
 
-def train_and_judge(work: tuple) -> tuple[Path, dict, dict]:
-    """Train one agent (``(algo, kind, seed, model, train_maps, test_maps, settings)``), save it under
-    ``outputs/agents/`` and judge it: greedy and sampled in the real env, greedy inside the world model. A top-level
-    function, so ``--jobs`` can run it in worker processes (one torch thread each).
-
-    Returns ``(saved path, meta, summary)``; ``summary`` holds the greedy real-env metrics plus ``"sampled"`` and
-    ``"imagined"``."""
-    algo, kind, seed, model, train_maps, test, st = work
-    torch.set_num_threads(1)
-    agent, meta = ag.train(algo, kind, st["steps"], train_maps, model if kind == "wm" else None, st["n_envs"],
-                           max(SIZES), seed, st["train_max_steps"], st["reencode_every"] if kind == "wm" else 0)
-    path = ag.save_agent(agent, Path("outputs/agents") / f"{algo}_{kind}_s{seed}{st['suffix']}.zip", meta)
-    summary = ag.evaluate(agent, meta, test, st["eval_seed"])
-    summary["sampled"] = ag.evaluate(agent, meta, test, st["eval_seed"], deterministic=False)
-    summary["imagined"] = ag.evaluate_imagined(agent, meta, model, test, seed=st["eval_seed"],
-                                               reencode_every=st["reencode_every"])
-    print(algo, kind, seed, meta, {k: summary[k] for k in METRICS}, "sampled", summary["sampled"]["success_rate"],
-          "imagined", summary["imagined"], flush=True)
+def train_and_report(job: AgentJob) -> tuple[Path, dict, dict]:
+    """:func:`~rss_world.agent_runs.train_and_judge` plus one progress line. A top-level function, so ``--jobs`` can
+    run it in worker processes (one torch thread each)."""
+    path, meta, summary = train_and_judge(job)
+    print(job.algo, job.env_kind, job.seed, meta, {k: summary[k] for k in METRICS}, "sampled",
+          summary["sampled"]["success_rate"], "imagined", summary["imagined"], flush=True)
     return path, meta, summary
 
 
@@ -174,9 +114,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="rss_world/checkpoints/frozenlake")
     p.add_argument("--quick", action="store_true", help="tiny untrained model, tiny budgets (smoke run)")
     p.add_argument("--steps", type=int, default=200_000, help="training budget of each agent (env steps)")
-    p.add_argument("--train-max-steps", type=int, default=ag.TRAIN_MAX_STEPS,
+    p.add_argument("--train-max-steps", type=int, default=TRAIN_MAX_STEPS,
                    help="training episode limit in both envs (0: the env's 4*size^2); evaluation keeps 4*size^2")
-    p.add_argument("--algos", nargs="+", default=["ppo"], choices=ag.ALGOS)
+    p.add_argument("--algos", nargs="+", default=["ppo"], choices=ALGOS)
     p.add_argument("--n-envs", type=int, default=32)
     p.add_argument("--episodes", type=int, default=200, help="real-env test episodes (sizes 3-6, evenly)")
     p.add_argument("--replays", type=int, default=100, help="test maps for the compounding error")
@@ -204,7 +144,7 @@ def main(argv=None) -> int:
         from rss_world.world_model import WorldModel, WorldModelConfig
 
         torch.manual_seed(0)
-        model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
+        model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, rank=4))
         args.steps, args.episodes, args.replays = min(args.steps, 512), min(args.episodes, 8), min(args.replays, 8)
         t_real, t_wm, out = 100, 5, args.out or "outputs/agent_in_the_loop_quick.md"
         args.rounds = min(args.rounds, 2)
@@ -215,46 +155,46 @@ def main(argv=None) -> int:
         t_real, t_wm, out = 2000, 30, args.out or "experiments/results/agent_in_the_loop.md"
     model.eval()
     train_maps = load_default_suite("train", SIZES)
-    test = ag.eval_maps(SIZES, args.episodes, args.seed)
+    test = eval_maps(SIZES, args.episodes, args.seed)
 
     # 1. throughput, one run, interleaved rounds
     thr, thr_ratio = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed)
     print(json.dumps({k: [round(x, 1) for x in v] for k, v in thr_ratio.items()}, indent=1), flush=True)
 
     # 2. agents: same budget in imagination and for real, for every training seed, judged in the real env
-    keys = [(algo, seed, kind) for algo in args.algos for seed in args.agent_seeds for kind in ag.ENVS]
+    keys = [(algo, seed, kind) for algo in args.algos for seed in args.agent_seeds for kind in ENVS]
     suffix = (f"_re{args.reencode_every}" if args.reencode_every else "") + ("_quick" if args.quick else "")
-    settings = {"steps": args.steps, "n_envs": args.n_envs, "train_max_steps": args.train_max_steps or None,
-                "reencode_every": args.reencode_every, "eval_seed": args.seed, "suffix": suffix}
-    work = [(algo, kind, seed, model, train_maps, test, settings) for algo, seed, kind in keys]
+    work = [AgentJob(algo, kind, seed, model, train_maps, test, args.steps, args.n_envs, args.train_max_steps or None,
+                     args.reencode_every, args.seed, Path("outputs/agents") / f"{algo}_{kind}_s{seed}{suffix}.zip",
+                     max(SIZES)) for algo, seed, kind in keys]
     if args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            done = list(pool.map(train_and_judge, work))
+            done = list(pool.map(train_and_report, work))
     else:
-        done = [train_and_judge(w) for w in work]
+        done = [train_and_report(w) for w in work]
     rows, agents = [], {}
     for (algo, seed, kind), (path, meta, summary) in zip(keys, done, strict=True):
         if (algo, kind) not in agents:  # the first seed's agents feed sections 3-5
-            agents[algo, kind] = ag.load_agent(path)
+            agents[algo, kind] = load_agent(path)
         rows.append((algo, kind, seed, meta, summary))
 
     # 3. heads vs parser, 4. compounding error, 5. video
     wm_agent, wm_meta = agents[(args.algos[0], "wm")]
-    actor = ag.FrameAgent(wm_agent, wm_meta["pad_to"], wm_meta["cell_px"])
+    actor = FrameAgent(wm_agent, wm_meta["pad_to"], wm_meta["cell_px"])
     agree_rand = measure_head_agreement(model, train_maps, steps=16, num_envs=64, pad_to=max(SIZES), seed=args.seed)
     agree_agent = measure_head_agreement(model, train_maps, steps=16, num_envs=64, pad_to=max(SIZES), seed=args.seed,
                                          policy=lambda obs: wm_agent.predict(obs, deterministic=False)[0])
-    rmaps = ag.eval_maps(SIZES, args.replays, args.seed + 1)
+    rmaps = eval_maps(SIZES, args.replays, args.seed + 1)
     comp = {f"{a} trained in {k} (seed {args.agent_seeds[0]})":
-            compounding(model, ag.FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps, args.reencode_every)
+            compounding(model, FrameAgent(agents[(a, k)][0], max(SIZES)), rmaps, args.reencode_every)
             for a, k in agents}
     comp["oracle (shortest path)"] = compounding(model, "oracle", rmaps, args.reencode_every)
-    reps = [ag.imagine_and_replay(model, m.desc, actor, 16, reencode_every=args.reencode_every)
+    reps = [imagine_episode(model, m.desc, actor, 16, reencode_every=args.reencode_every)
             for m in rmaps[:: max(1, len(rmaps) // 4)][:4]]
-    nvid = ag.write_play_video(reps, args.video)
+    nvid = write_play_video(reps, args.video)
 
     # report
     wm_data = data_transitions(args.wm_data)
@@ -293,7 +233,7 @@ def main(argv=None) -> int:
         for mode, get in (("greedy", lambda r: r[4]["success_rate"]),
                           ("sampled", lambda r: r[4]["sampled"]["success_rate"])):
             means = {}
-            for kind in ag.ENVS:
+            for kind in ENVS:
                 succ = np.array([get(r) for r in rows if r[:2] == (algo, kind)])
                 means[kind] = succ.mean()
                 L.append(f"| {algo}, {mode} actions | {'world model' if kind == 'wm' else 'real env'} | "
@@ -321,7 +261,7 @@ def main(argv=None) -> int:
     L += ["", "Per size (success rate, mean over seeds):", "",
           "| algo | trained in | " + " | ".join(str(s) for s in SIZES) + " |", "|---|---|" + "---:|" * len(SIZES)]
     for algo in args.algos:
-        for kind in ag.ENVS:
+        for kind in ENVS:
             per = [np.mean([r[4]["per_size"].get(str(z), {}).get("success_rate", np.nan) for r in rows
                             if r[:2] == (algo, kind)]) for z in SIZES]
             L.append(f"| {algo} | {kind} | " + " | ".join(fmt(float(x)) for x in per) + " |")
@@ -341,8 +281,7 @@ def main(argv=None) -> int:
     L += [f"| {name} | " + " | ".join(f"{fmt(c[k][0])} ({c[k][1]})" for k in HORIZONS) + " |"
           for name, c in comp.items()]
     L += ["", f"Video (real | imagined | difference, {nvid} frames): `{args.video}`", ""]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text("\n".join(L))
+    atomic_write_text(out, "\n".join(L))
     print(f"wrote {out}")
     return 0
 

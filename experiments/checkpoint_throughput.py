@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_in_the_loop import SIZES, real_steps_per_s, wm_steps_per_s  # noqa: E402
-
-from rss_world.checkpoint import load_model  # noqa: E402
-from rss_world.envs.maps import load_default_suite  # noqa: E402
+from rss_world.checkpoint import load_model
+from rss_world.envs.maps import load_default_suite
+from rss_world.io import atomic_write_text
+from rss_world.rl_agents import SIZES
+from rss_world.throughput import real_steps_per_s, wm_steps_per_s
 
 
 def main(argv=None) -> int:
@@ -70,8 +69,7 @@ def main(argv=None) -> int:
         vs = v / np.array(speed[(*ref, b, t)])
         L.append(f"| `{c}` | {models[c].cfg.dec_layers} | {k or 'never'} | {b} | {t} | {np.median(v):,.0f} | "
                  f"{np.median(v / np.array(real)):.1f}× | {np.median(vs):.2f}× ({vs.min():.2f}–{vs.max():.2f}) |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(L) + "\n")
+    atomic_write_text(args.out, "\n".join(L) + "\n")
     print("\n".join(L))
     return 0
 

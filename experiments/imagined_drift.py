@@ -16,8 +16,8 @@ not move with an agent's training seed):
   episode.
 
 Each actor runs open loop in the world model from the real start frame; its actions are replayed in the real env
-(:func:`rss_world.agent.imagine_and_replay`). A frame counts as exact when the parser reads the true grid and agent
-cell. Also reported: of the episodes whose imagined frames went wrong, how many went wrong right
+(:func:`rss_world.imagined_rollouts.imagine_episode`). A frame counts as exact when the parser reads the true grid
+and agent cell. Also reported: of the episodes whose imagined frames went wrong, how many went wrong right
 after 3 or more presses against the edge in a row, and the mean absolute pixel error: a frame the parser reads
 right may still have drifted in its pixels, which an agent looking at pixels can notice. ``--reencode-every k``
 adds rows where the env re-encodes the decoded frame every ``k`` steps (``WorldModelEnv(reencode_every=k)``).
@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from rss_world import agent as ag
 from rss_world.checkpoint import load_model
 from rss_world.envs.maps import find_cell
 from rss_world.envs.oracle import move, off_grid_actions
+from rss_world.imagined_rollouts import imagine_episode
+from rss_world.io import atomic_write_text
+from rss_world.rl_agents import SIZES, eval_maps
 
 HORIZONS = (1, 4, 8, 12, 16, 24)
 
@@ -117,7 +118,7 @@ def drift(model, maps, actor: ScriptedActor, horizon: int, reencode_every: int =
     wrong = after_presses = 0
     for m in maps:
         actor.plan(m.desc, horizon)
-        rp = ag.imagine_and_replay(model, m.desc, actor, horizon, reencode_every=reencode_every)
+        rp = imagine_episode(model, m.desc, actor, horizon, reencode_every=reencode_every)
         exact = [rp.exact(k) for k in range(len(rp.real))]  # parse every frame once; None past the real episode
         for k in HORIZONS:
             if k < len(exact):
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     if min(args.reencode_every) < 0:
         p.error("--reencode-every takes values >= 0")
     torch.set_num_threads(1)
-    maps = ag.eval_maps((3, 4, 5, 6), args.maps, args.seed)
+    maps = eval_maps(SIZES, args.maps, args.seed)
     horizon = max(HORIZONS)
     lines = ["# Imagined drift under scripted actors", "",
              f"Command: `python experiments/imagined_drift.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
@@ -177,8 +178,7 @@ def main(argv=None) -> int:
                            + " | ".join("–" if np.isnan(e) else f"{e:.2f}" for e in err.values()) + " |")
                 print(lines[-1], pix[-1], sep="\n", flush=True)
     lines += pix
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0
 
