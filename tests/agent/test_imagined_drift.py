@@ -1,21 +1,19 @@
 """experiments/imagined_drift.py: scripted actors and a tiny end-to-end run."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import imagined_drift as drift  # noqa: E402
-
-from rss_world.checkpoint import save_model  # noqa: E402
-from rss_world.envs.maps import find_cell, load_default_suite  # noqa: E402
-from rss_world.envs.oracle import move, off_grid_actions  # noqa: E402
-from rss_world.world_model import WorldModel, WorldModelConfig  # noqa: E402
+from rss_world.checkpoint import save_model
+from rss_world.envs.maps import find_cell, load_default_suite
+from rss_world.envs.oracle import move, off_grid_actions
 
 
-def test_edge_actor_walks_around_holes_then_presses_against_the_edge():
+@pytest.fixture(scope="module")
+def drift(experiment):
+    return experiment("imagined_drift")
+
+
+def test_edge_actor_walks_around_holes_then_presses_against_the_edge(drift):
     rng = np.random.default_rng(0)
     maps = [m for m in load_default_suite("test") if m.size in (4, 6)][:40]
     pressed = 0
@@ -39,7 +37,7 @@ def test_edge_actor_walks_around_holes_then_presses_against_the_edge():
         drift.ScriptedActor("greedy", 0)
 
 
-def test_presses_before_counts_the_run_that_ends_at_k():
+def test_presses_before_counts_the_run_that_ends_at_k(drift):
     desc = ("SFF", "FHF", "FFG")
     cells = [(0, 0), (0, 0), (0, 0), (0, 1), (0, 1)]
     actions = [3, 0, 2, 3]  # up (off), left (off), right, up (off)
@@ -48,15 +46,14 @@ def test_presses_before_counts_the_run_that_ends_at_k():
     assert drift.presses_before(desc, cells, actions, 4) == 1
 
 
-def test_script_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
-    import torch
-
-    torch.manual_seed(0)
-    model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
-    save_model(tmp_path / "ck", model)
+def test_script_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, drift, tiny):
+    save_model(tmp_path / "ck", tiny())
     out = tmp_path / "drift.md"
     assert drift.main([str(tmp_path / "ck"), "--maps", "4", "--actors", "edge", "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "| edge |" in text and "k=24 (n)" in text
+    row = next(line for line in out.read_text().splitlines() if line.startswith(f"| `{tmp_path / 'ck'}` | edge |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 2 + len(drift.HORIZONS) + 2
+    assert cells[2].endswith("(4)")  # k=1: every real episode of the 4 maps lasts at least one step
+    assert 0 <= int(cells[-1]) <= int(cells[-2]) <= 4  # wrong right after edge presses <= episodes with a wrong frame
     assert drift.main([str(tmp_path / "nope"), "--maps", "4", "--out", str(tmp_path / "x.md")]) == 2
     assert "error: checkpoint" in capsys.readouterr().err and not (tmp_path / "x.md").exists()

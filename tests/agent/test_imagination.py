@@ -1,5 +1,5 @@
-"""WorldModelEnv and WorldModelVecEnv on tiny untrained models: gymnasium checks, batched == single, auto-reset,
-head-driven reward/termination, bad actions."""
+"""rss_world.imagination on tiny untrained models: gymnasium checks and registration, batched == single, auto-reset,
+head-driven reward/termination, bad actions, start-latent cache, re-encoding, heads vs parser."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from rss_world.envs.maps import load_default_suite
-from rss_world.envs.world_model_env import WorldModelEnv, head_parser_agreement, start_frame
-from rss_world.envs.world_model_vec_env import WorldModelVecEnv, measure_head_agreement
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.envs.maps import load_default_suite, step_limit
+from rss_world.imagination import WM_ENV_ID, LatentSlots, WorldModelEnv, start_frame
+from rss_world.imagination.slots import resolve_cache_size
+from rss_world.imagination.vec_env import WorldModelVecEnv, head_parser_agreement, measure_head_agreement
 
-torch.set_num_threads(1)
 MAP3 = ("SFF", "FHF", "FFG")
-
-
-def tiny(seed: int = 0, goal: float | None = None, hole: float | None = None) -> WorldModel:
-    """Tiny model; ``goal`` / ``hole`` pin the status head's logits (zero weights) when given."""
-    torch.manual_seed(seed)
-    m = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4))
-    if goal is not None or hole is not None:
-        with torch.no_grad():
-            m.status_head.weight.zero_()
-            m.status_head.bias.copy_(torch.tensor([goal or -9.0, hole or -9.0]))
-    return m
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +22,27 @@ def maps():
     return [m for m in suite if m.size == 3][:3] + [m for m in suite if m.size == 4][:3]
 
 
-def test_check_env(maps):
+def test_check_env(maps, tiny):
     check_env(WorldModelEnv(tiny(), suite=maps, pad_to=4), skip_render_check=True)
     check_env(WorldModelEnv(tiny(hole=-9.0), desc=MAP3), skip_render_check=True)
 
 
-def test_reset_is_real_start_frame_and_shapes(maps):
-    env = WorldModelEnv(tiny(), suite=maps, pad_to=5)
+def test_reset_is_real_start_frame_and_shapes(maps, tiny):
+    model = tiny()
+    env = WorldModelEnv(model, suite=maps, pad_to=5)
     obs, info = env.reset(seed=0, options={"map_index": 4})
     assert obs.shape == (80, 80, 3) and obs.dtype == np.uint8
-    assert info["size"] == 4 and info["map_index"] == 4 and 0 <= info["p_goal"] <= 1
+    assert info["size"] == 4 and info["map_index"] == 4 and info["map_id"] == maps[4].id and info["steps"] == 0
+    with torch.no_grad():  # the heads' reading of the encoded real start frame, computed here on its own
+        p = model.status(model.encode(torch.as_tensor(start_frame(maps[4].desc))[None]))[0]
+    assert (info["p_goal"], info["p_hole"]) == pytest.approx(p.tolist(), abs=1e-6)
     np.testing.assert_array_equal(obs[:64, :64], start_frame(maps[4].desc))
     assert not obs[64:].any() and not obs[:, 64:].any()
     obs2, *_ = env.step(2)
     assert obs2.shape == obs.shape and not obs2[64:].any()
 
 
-def test_heads_drive_reward_termination_and_truncation():
+def test_heads_drive_reward_termination_and_truncation(tiny):
     env = WorldModelEnv(tiny(goal=9.0), desc=MAP3)
     env.reset(seed=0)
     _, r, term, trunc, info = env.step(1)
@@ -65,7 +57,7 @@ def test_heads_drive_reward_termination_and_truncation():
 
 
 @pytest.mark.parametrize("bad", [4, -1, 1.0, True, np.array([1]), "1", None])
-def test_bad_actions_single(bad):
+def test_bad_actions_single(bad, tiny):
     env = WorldModelEnv(tiny(), desc=MAP3)
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
@@ -74,14 +66,14 @@ def test_bad_actions_single(bad):
 
 @pytest.mark.parametrize("bad", [np.array([0, 1, 4]), np.array([0, -1, 2]), np.array([0, 1]),
                                  np.array([[0], [1], [2]]), np.array([0.0, 1.0, 2.0]), np.array([True, False, True])])
-def test_bad_actions_vec(bad):
+def test_bad_actions_vec(bad, tiny):
     env = WorldModelVecEnv(tiny(), 3, desc=MAP3, seed=0)
     env.reset()
     with pytest.raises(ValueError, match="action"):
         env.step(bad)
 
 
-def test_bad_construction(maps):
+def test_bad_construction(maps, tiny):
     with pytest.raises(ValueError, match="pad_to"):
         WorldModelEnv(tiny(), suite=maps)
     with pytest.raises(ValueError, match="exactly one"):
@@ -90,7 +82,7 @@ def test_bad_construction(maps):
         WorldModelVecEnv(tiny(), 2, suite=maps, size=7)
 
 
-def test_batched_equals_single(maps):
+def test_batched_equals_single(maps, tiny):
     model = tiny(1, goal=-9.0, hole=-9.0)  # no head-driven ends, so episodes stay aligned
     n = len(maps)
     vec = WorldModelVecEnv(model, n, suite=maps, pad_to=4, max_steps=50, seed=0)
@@ -112,7 +104,7 @@ def test_batched_equals_single(maps):
         np.testing.assert_allclose([i["p_goal"] for i in vinfo], [o[4]["p_goal"] for o in outs], atol=1e-5)
 
 
-def test_auto_reset_sb3_semantics(maps):
+def test_auto_reset_sb3_semantics(maps, tiny):
     vec = WorldModelVecEnv(tiny(goal=-9.0, hole=-9.0), 4, suite=maps, pad_to=4, max_steps=2, seed=0)
     vec.reset()
     _, _, dones, _ = vec.step(np.zeros(4, np.int64))
@@ -131,17 +123,41 @@ def test_auto_reset_sb3_semantics(maps):
     np.testing.assert_array_equal(obs[0], start_frame(MAP3))
 
 
-def test_head_parser_agreement(maps):
+def test_head_parser_agreement(maps, tiny):
     frames = [start_frame(MAP3), start_frame(MAP3)]
     got = head_parser_agreement(frames, np.array([[0.1, 0.1], [0.9, 0.1]]), [3, 3])
     assert got["goal_agreement"] == 0.5 and got["hole_agreement"] == 1.0 and got["agreement"] == 0.5
-    res = measure_head_agreement(tiny(), maps, steps=2, num_envs=4)
-    assert res["frames"] == 8 and 0 <= res["agreement"] <= 1
+    res = measure_head_agreement(tiny(goal=-9.0, hole=-9.0), maps, steps=2, num_envs=4)
+    # heads that never fire agree with the parser exactly on the frames it reads as neither goal nor hole
+    assert res["frames"] == 8 and res["heads_goal_rate"] == res["heads_hole_rate"] == 0.0
+    assert res["goal_agreement"] == 1.0 - res["parser_goal_rate"]
+    assert res["hole_agreement"] == 1.0 - res["parser_hole_rate"]
+    assert res == measure_head_agreement(tiny(goal=-9.0, hole=-9.0), maps, steps=2, num_envs=4, pad_to=4)
 
 
-def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps):
-    from rss_world.envs.world_model_env import LatentSlots
+def test_registered_with_gymnasium_and_envs_stays_free_of_the_model(tiny):
+    import subprocess
+    import sys
 
+    import gymnasium
+
+    import rss_world.envs
+
+    env = gymnasium.make(WM_ENV_ID, model=tiny(goal=-9.0, hole=-9.0), desc=MAP3)
+    assert isinstance(env.unwrapped, WorldModelEnv)
+    env.reset(seed=0)
+    ends = [env.step(0)[3] for _ in range(step_limit(3))]
+    assert ends == [False] * (step_limit(3) - 1) + [True]  # truncated at the real env's limit, 4 · 3²
+    assert not hasattr(rss_world.envs, "WM_ENV_ID")
+    code = ("import importlib, pkgutil, sys, rss_world.envs as e\n"
+            "for m in pkgutil.iter_modules(e.__path__): importlib.import_module('rss_world.envs.' + m.name)\n"
+            "print(sorted(k for k in ('torch', 'stable_baselines3', 'rss_world.world_model', 'rss_world.imagination')"
+            " if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps, tiny):
     m = tiny(seed=3)
     slots = LatentSlots(m, 4, canvas=4, cache_size=2)
     descs = [maps[0].desc, maps[3].desc, maps[0].desc, maps[4].desc]
@@ -157,7 +173,7 @@ def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps):
     assert torch.allclose(slots.z[1, :9], fresh, atol=1e-6)
 
 
-def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps):
+def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps, tiny):
     m = tiny(seed=4)
     lazy = WorldModelVecEnv(tiny(seed=4), 5, suite=maps, pad_to=4, seed=2)  # same weights, its own encoder
     calls = []
@@ -177,9 +193,7 @@ def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps):
     assert np.array_equal(obs_e, obs_l)
 
 
-def test_preencode_needs_the_maps_to_fit_the_cache(maps):
-    from rss_world.envs.world_model_env import LatentSlots, resolve_cache_size
-
+def test_preencode_needs_the_maps_to_fit_the_cache(maps, tiny):
     assert resolve_cache_size(None, True, 5000) == 5000  # pre-encoding grows the default cache to the suite
     assert resolve_cache_size(None, False, 5000) == 4096 and resolve_cache_size(7, True, 5000) == 7
     with pytest.raises(ValueError, match="do not fit the start-latent cache"):
@@ -190,9 +204,7 @@ def test_preencode_needs_the_maps_to_fit_the_cache(maps):
         LatentSlots(tiny(), 2, canvas=4).preencode([maps[0].desc], batch=0)
 
 
-def test_reencode_every_grounds_the_latent_in_the_decoded_frame_per_episode(maps):
-    from rss_world.envs.world_model_env import LatentSlots
-
+def test_reencode_every_grounds_the_latent_in_the_decoded_frame_per_episode(maps, tiny):
     model = tiny(2)
     descs = [maps[0].desc, maps[1].desc]  # two 3x3 maps: one size group
     plain, every2 = LatentSlots(model, 2, 3, reencode_every=0), LatentSlots(model, 2, 3, reencode_every=2)
