@@ -1,4 +1,5 @@
-"""Recursive sparse attention inside diffusers DiT and SD3 transformers (the only place for diffusers and peft).
+"""Recursive sparse attention inside diffusers DiT and SD3 transformers: the only package that imports diffusers.
+(peft is not a runtime dependency of the method; the tests use it to check that E=1, T=1 is plain LoRA.)
 
 ``attach_rsr`` / ``load_adapters`` here dispatch on the model type; ``rss_world.variants.dit`` and
 ``rss_world.variants.sd3`` hold the variant-specific processors. See ``docs/variants.md``.

@@ -207,25 +207,29 @@ def attach(
     layers: list[int],
     cfg: RSRConfig,
     attn_of: Callable[[int], nn.Module],
-    make_processor: Callable[[nn.Module, RSRConfig], RSRProcessor],
+    processor_class: type[RSRProcessor],
     install_hooks: Callable[[dict[int, RSRProcessor]], list[Any]],
 ) -> RSRHandle:
-    """Install RSR processors on ``layers`` (already validated) and freeze the base model.
+    """Validate ``layers`` and ``cfg``, install RSR processors on those layers and freeze the base model.
 
     Args:
-        model: the diffusers transformer.
+        model: the diffusers transformer (``transformer_blocks`` and ``inner_dim``).
         kind: variant name stored in the handle and the saved config.
-        layers: validated block indices.
-        cfg: RSR config with ``cond_dim`` filled in.
-        attn_of: block index -> the ``Attention`` module to route.
-        make_processor: builds the processor for one ``Attention``.
+        layers: 0-based block indices.
+        cfg: RSR config; ``cond_dim`` 0 is filled in with the model width.
+        attn_of: block index -> the ``Attention`` module to route (raises ``ValueError`` for an unusable block).
+        processor_class: the variant's processor, built around one ``RecursiveSparseAttention``.
         install_hooks: registers the condition hooks for the processors; returns the hook handles.
     """
+    layers = validate_layers(layers, len(model.transformer_blocks))
+    cfg = fill_cond_dim(cfg, model.inner_dim)
+    for i in layers:
+        attn_of(i)  # every block is checked before anything changes
     if get_handle(model) is not None:
         raise ValueError("RSR is already attached to this model; call detach_rsr(model) first")
     handle = RSRHandle(model=model, kind=kind, layers=list(layers), cfg=cfg)
     handle.requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
-    procs = {i: make_processor(attn_of(i), cfg) for i in layers}  # builds every processor before changing anything
+    procs = {i: processor_class(rsr_for_attention(attn_of(i), cfg)) for i in layers}  # all built before any change
     model.requires_grad_(False)  # the base stays frozen; only the adapters created below train
     for i, proc in procs.items():
         attn = attn_of(i)

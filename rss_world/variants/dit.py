@@ -103,13 +103,6 @@ def attach_rsr(model: DiTTransformer2DModel, layers: list[int], cfg: RSRConfig) 
         ValueError: not a DiT, bad layer indices, a ``cond_dim`` other than 0 or ``D``, or RSR already attached.
     """
     _check_model(model)
-    layers = common.validate_layers(layers, len(model.transformer_blocks))
-    cfg = common.fill_cond_dim(cfg, model.inner_dim)
-    for i in layers:
-        _attn(model, i)
-
-    def make(attn: Attention, c: RSRConfig) -> DiTRSRProcessor:
-        return DiTRSRProcessor(common.rsr_for_attention(attn, c))
 
     def hooks(procs: dict[int, RSRProcessor]) -> list:
         out = []
@@ -118,7 +111,7 @@ def attach_rsr(model: DiTTransformer2DModel, layers: list[int], cfg: RSRConfig) 
             out.append(emb.register_forward_hook(lambda _m, _a, c, p=proc: p.set_condition(c)))
         return out
 
-    return common.attach(model, KIND, layers, cfg, lambda i: _attn(model, i), make, hooks)
+    return common.attach(model, KIND, layers, cfg, lambda i: _attn(model, i), DiTRSRProcessor, hooks)
 
 
 def load_adapters(model: DiTTransformer2DModel, path: str | os.PathLike) -> RSRHandle:

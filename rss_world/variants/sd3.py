@@ -107,13 +107,6 @@ def attach_rsr(model: SD3Transformer2DModel, layers: list[int], cfg: RSRConfig) 
         ValueError: not an SD3 transformer, bad layer indices, a mismatched ``cond_dim``, or already attached.
     """
     _check_model(model)
-    layers = common.validate_layers(layers, len(model.transformer_blocks))
-    cfg = common.fill_cond_dim(cfg, model.inner_dim)
-    for i in layers:
-        _attn(model, i)
-
-    def make(attn: Attention, c: RSRConfig) -> SD3RSRProcessor:
-        return SD3RSRProcessor(common.rsr_for_attention(attn, c))
 
     def hooks(procs: dict[int, RSRProcessor]) -> list:
         def capture(_module: nn.Module, _args: tuple, temb: Tensor) -> None:
@@ -122,7 +115,7 @@ def attach_rsr(model: SD3Transformer2DModel, layers: list[int], cfg: RSRConfig) 
 
         return [model.time_text_embed.register_forward_hook(capture)]
 
-    return common.attach(model, KIND, layers, cfg, lambda i: _attn(model, i), make, hooks)
+    return common.attach(model, KIND, layers, cfg, lambda i: _attn(model, i), SD3RSRProcessor, hooks)
 
 
 def load_adapters(model: SD3Transformer2DModel, path: str | os.PathLike) -> RSRHandle:
