@@ -10,6 +10,7 @@ validation maps it never saw, plus ablations trained at equal steps. Writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -17,12 +18,16 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from rss_world.checkpoint import load_model
 from rss_world.data import load_shards
-from rss_world.train import compose, ensure_recipe_data, frame_check
-from rss_world.training import TrainConfig, train, validate
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.io import atomic_write_text
+from rss_world.rollouts import ensure_recipe_data
+from rss_world.training.config import TrainRecipe, compose_recipe
+from rss_world.training.recipe import frame_check
+from rss_world.training.world_model import train, validate
+from rss_world.world_model import WorldModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rss_world" / "checkpoints" / "frozenlake"
@@ -53,13 +58,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "world_model.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = compose(["model=tiny"] if args.quick else [])
-    sizes = list(cfg.data.sizes)
-    ensure_recipe_data(cfg.data)
-    val = load_shards(cfg.data.val_dir, sizes)
+    recipe: TrainRecipe = OmegaConf.to_object(compose_recipe(["model=tiny"] if args.quick else []))
+    sizes = list(recipe.data.sizes)
+    ensure_recipe_data(recipe.data)
+    val = load_shards(recipe.data.val_dir, sizes)
     check = frame_check()
-    tcfg = TrainConfig(**cfg.train)
-    tcfg.val_windows = 4 if args.quick else args.windows
+    tcfg = dataclasses.replace(recipe.train, val_windows=4 if args.quick else args.windows)
     horizon = tcfg.horizon
     lines = [
         "# FrozenLake world model: measured accuracy",
@@ -83,17 +87,16 @@ def main() -> None:
     abl_lines: list[str] = []
     if args.ablation_steps > 0 or args.quick:
         steps = 3 if args.quick else args.ablation_steps
-        train_data = load_shards(cfg.data.train_dir, sizes)
+        train_data = load_shards(recipe.data.train_dir, sizes)
         abl_lines = ["", f"Ablations at equal training steps ({steps} world-model steps + "
                      f"{args.ablation_gate_steps} gate steps each, same data, seed and optimiser; far shorter "
                      "than the shipped recipe):", "", *header]
         for name, (mkw, tkw) in ABLATIONS.items():
             torch.manual_seed(0)
-            model = WorldModel(WorldModelConfig(**{**dict(cfg.model), **mkw}))
+            model = WorldModel(dataclasses.replace(recipe.model, **mkw))
             gate_steps = 2 if args.quick else args.ablation_gate_steps
-            tc = TrainConfig(**{**dict(cfg.train), **tkw, "steps": steps, "gate_steps": gate_steps,
-                                "val_every": 10**9, "ckpt_every": 10**9})
-            tc.val_windows = tcfg.val_windows
+            tc = dataclasses.replace(tcfg, **tkw, steps=steps, gate_steps=gate_steps, val_every=10**9,
+                                     ckpt_every=10**9)
             t0 = time.time()
             train(model, train_data, None, tc, ROOT / "outputs" / "ablations" / name.split(" ")[0], progress=False)
             minutes = (time.time() - t0) / 60
@@ -115,8 +118,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += abl_lines
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     print(text)
 
 

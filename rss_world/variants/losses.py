@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
@@ -91,3 +93,13 @@ def class_prompt_embeds(
     table = torch.randn(num_classes, seq_len, text_dim, generator=g)  # (K, L, text_dim)
     pooled = torch.randn(num_classes, pooled_dim, generator=g)  # (K, pooled_dim)
     return table[labels], pooled[labels]
+
+
+def variant_loss(kind: str, model: nn.Module, scheduler, batch: Sequence[Tensor], weighting: str) -> Tensor:
+    """The scheduler objective of a ``kind`` (``dit`` or ``sd3``) transformer on one batch of the variant trainer:
+    ``(x0, class_labels)`` for DiT, ``(x0, prompt_embeds, pooled)`` for SD3 (``weighting``: its timestep density)."""
+    if kind == "dit":
+        x0, labels = batch
+        return dit_loss(model, scheduler, x0, labels)
+    x0, prompt, pooled = batch
+    return sd3_loss(model, scheduler, x0, prompt, pooled, weighting=weighting)

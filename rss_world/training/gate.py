@@ -1,0 +1,124 @@
+"""Stage 2 of the world model: the planning gate trained on the frozen model's encoded and imagined latents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rss_world.checkpoint import save_model
+from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_windows
+from rss_world.world_model import WorldModel
+
+from .config import TrainConfig
+from .loop import LoopConfig, Task, cosine_decay, make_accelerator, run
+
+
+def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
+    """``-log Σ_{a optimal} π(a)`` per sample: any shortest-path action counts as correct."""
+    return -(probs * optimal.float()).sum(-1).clamp_min(1e-8).log()
+
+
+def gate_parameters(model: WorldModel) -> list[nn.Parameter]:
+    """The planning gate's parameters (``WorldModel.gate_modules``)."""
+    return [p for m in model.gate_modules() for p in m.parameters()]
+
+
+def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Teacher-forced latents of a window batch, flattened: ``(B*(T+1), N, D)`` and the alive mask ``(B*(T+1),)``.
+
+    Step 0 is the encoded real frame; steps 1..T are imagined, exactly as a planner sees them.
+    """
+    with torch.no_grad():
+        z = model.encode(batch["frames"][:, 0])
+        latents, alive = [z], [torch.ones(len(z), dtype=torch.bool, device=z.device)]
+        for t in range(batch["actions"].shape[1]):
+            z, _, _ = model.step(z, batch["actions"][:, t], with_logits=False)
+            latents.append(z)
+            alive.append(alive[-1] & batch["valid"][:, t])
+    return torch.stack(latents, 1).flatten(0, 1), torch.stack(alive, 1).flatten()
+
+
+def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Stage-2 losses on one window batch: set-valued cross-entropy at every alive state with an optimal action,
+    plus (value gate) auxiliary per-token targets for its three maps: goal here, walkable here, agent here."""
+    z, alive = imagined_latents(model, batch)
+    optimal = batch["optimal"].flatten(0, 1)  # (B*(T+1), 4)
+    use = alive & optimal.any(-1)
+    out = {"gate": set_nll(model.action_probs(model.gate_logits(z[use])), optimal[use]).mean()}
+    if model.value_gate is not None:
+        maps = model.gate_maps(z[alive])  # (M, N, 3)
+        t1 = batch["frames"].shape[1]
+        tiles = batch["tiles"].flatten(1)[:, None].expand(-1, t1, -1).flatten(0, 1)[alive]  # (M, N)
+        cells = batch["cells"].flatten(0, 1)[alive]
+        size = batch["tiles"].shape[-1]
+        target = torch.stack([tiles == TILE_GOAL, tiles != TILE_HOLE], -1).float()
+        out["aux"] = (F.binary_cross_entropy_with_logits(maps[..., :2].float(), target)
+                      + F.cross_entropy(maps[..., 2].float(), cells[:, 0] * size + cells[:, 1]))
+    else:
+        out["aux"] = out["gate"].new_zeros(())
+    out["loss"] = out["gate"] + out["aux"]
+    return out
+
+
+def train_gate(
+    model: WorldModel,
+    train_data: dict[int, Episodes],
+    cfg: TrainConfig,
+    out: str | Path,
+    validate: Callable[[], dict[str, Any]] | None = None,
+    progress: bool = True,
+    accelerator=None,
+) -> dict:
+    """Stage 2: train only the planning gate on the frozen world model's latents.
+
+    Each step samples ``gate_batch`` teacher-forced windows and trains on every alive state of them: the encoded
+    start and the imagined latents after 1..horizon steps, which is what an open-loop planner feeds the gate. The
+    target is the oracle's optimal action set. The encoder, dynamics and decoder do not change. Runs in this process
+    alone (it takes minutes) with cosine learning-rate decay and writes the final checkpoint; an interrupted stage 2
+    restarts from its beginning on ``--resume``.
+
+    Args:
+        validate: held-out metrics, every ``cfg.val_every`` steps and at the end (``None``: none).
+        accelerator: whose trackers log (``None``: a default one, no trackers).
+
+    Returns:
+        The last validation metrics (or an empty dict).
+    """
+    rng = np.random.default_rng([cfg.seed, 2])
+    torch.manual_seed(cfg.seed + 2)
+    # A fresh gate: a gate trained while the latent was still moving learns slower than a new one. (modules()
+    # includes each gate module itself, so ValueIterationGate.reset_parameters re-draws its kernels too.)
+    for mod in model.gate_modules():
+        for sub in mod.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+    trainable = {id(p) for p in gate_parameters(model)}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    opt = torch.optim.AdamW(gate_parameters(model), lr=cfg.gate_lr)
+    sizes = sorted(train_data)
+    device = next(model.parameters()).device
+
+    def draw() -> tuple[dict[str, Tensor], dict[str, Any]]:
+        ep = train_data[sizes[int(rng.integers(len(sizes)))]]
+        return {k: v.to(device) for k, v in sample_windows(ep, cfg.gate_batch, cfg.horizon, rng).items()}, {}
+
+    meta = {"step": cfg.steps, "gate_steps": cfg.gate_steps, "train": asdict(cfg)}
+    task = Task(model=model, optimizer=opt, draw=draw, losses=gate_losses,
+                schedule=lambda s: cosine_decay(s / cfg.gate_steps, cfg.lr_min_ratio), rng=rng, validate=validate,
+                save=lambda d, step: save_model(d, model, meta))
+    loop = LoopConfig(steps=cfg.gate_steps, val_every=cfg.val_every, stage="gate", resumable=False)
+    try:
+        result = run(task, loop, out, accelerator or make_accelerator(), progress=progress, local=True)
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+    return result.last_val
