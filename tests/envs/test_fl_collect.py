@@ -1,16 +1,24 @@
 """Rollout collection: format, determinism per seed, resume, CLI errors."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from rss_world.collect import collect, main
+from rss_world.collect import main
 from rss_world.envs.maps import load_default_suite
 from rss_world.envs.oracle import move, optimal_action_mask
 from rss_world.envs.parser import parse_frame
+from rss_world.rollouts import CollectConfig, DataConfig, ensure_recipe_data
+from rss_world.rollouts import collect as collect_cfg
 
-KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3, 5], "progress": False}
+KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3, 5], "bump_frac": 0.0}
+
+
+def collect(out, resume=False, **settings):
+    """Collect with :class:`CollectConfig` settings given as keywords, without a progress bar."""
+    return collect_cfg(out, CollectConfig(**settings), resume=resume, progress=False)
 
 
 def _load(paths):
@@ -64,13 +72,25 @@ def test_other_seed_differs_and_resume_completes(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--env", "atari", "--episodes", "2", "--out", str(tmp_path)])
-    assert e.value.code == 2 and "invalid choice: 'atari'" in capsys.readouterr().err
-    assert main(["--env", "frozenlake", "--episodes", "2", "--out", str(tmp_path / "x"), "--suite", "nope.jsonl"]) == 2
+    for argv, why in ((["--env", "atari", "--out", str(tmp_path)], "invalid choice: 'atari'"),
+                      (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--suite", "nope.jsonl"], "nope.jsonl"),
+                      (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--bump-frac", "0.9"], "bump_frac")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m rss_world.collect: error: ") and why in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x").exists()
     assert main(["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3",
                  "--no-progress"]) == 0
     assert len(list((tmp_path / "y").glob("size3_*.npz"))) == 1
+    manifest = json.loads((tmp_path / "y" / "manifest.json").read_text())
+    assert manifest == CollectConfig(episodes=3, sizes=[3]).manifest()
+
+
+def test_one_source_for_the_collection_defaults():
+    data, collect_defaults = DataConfig(), CollectConfig()
+    train_split = data.splits()["train"][1]
+    assert dataclasses.replace(train_split, sizes=None) == collect_defaults  # the recipe's train split: defaults
+    assert collect_defaults.bump_frac == 0.2 and data.splits()["val"][1].bump_frac == 0.0
 
 
 def test_collect_import_has_no_side_effects():
@@ -96,7 +116,7 @@ def _runs_of_invalid(shard) -> list[int]:
 def test_bump_episodes_press_against_the_edge_and_leave_other_episodes_alone(tmp_path):
     kw = {**KW, "episodes": 40}
     plain = {int(i): (s, j) for s in _load(collect(tmp_path / "p", **kw)) for j, i in enumerate(s["episode_index"])}
-    mixed = _load(collect(tmp_path / "m", **kw, bump_frac=0.5))
+    mixed = _load(collect(tmp_path / "m", **{**kw, "bump_frac": 0.5}))
     maps = {m.id: m.desc for m in load_default_suite("train")}
     kinds = np.concatenate([s["kind"] for s in mixed])
     assert set(kinds.tolist()) == {0, 1, 2} and (kinds == 2).sum() >= 10
@@ -127,9 +147,9 @@ def test_bump_episodes_press_against_the_edge_and_leave_other_episodes_alone(tmp
 
 def test_bad_mix_and_old_manifests(tmp_path):
     with pytest.raises(ValueError, match="bump_frac"):
-        collect(tmp_path / "x", **KW, random_frac=0.7, bump_frac=0.4)
+        collect(tmp_path / "x", **{**KW, "random_frac": 0.7, "bump_frac": 0.4})
     with pytest.raises(ValueError, match="bump_frac"):
-        collect(tmp_path / "x", **KW, bump_frac=-0.1)
+        collect(tmp_path / "x", **{**KW, "bump_frac": -0.1})
     assert not (tmp_path / "x").exists()
     out = tmp_path / "old"
     paths = collect(out, **KW)
@@ -138,17 +158,12 @@ def test_bad_mix_and_old_manifests(tmp_path):
     (out / "manifest.json").write_text(json.dumps(settings))
     assert collect(out, **KW, resume=True) == paths
     with pytest.raises(ValueError, match="another directory"):
-        collect(out, **KW, bump_frac=0.2, resume=True)
+        collect(out, **{**KW, "bump_frac": 0.2}, resume=True)
 
 
 def test_recipe_data_refuses_a_collection_with_other_settings(tmp_path):
-    from omegaconf import OmegaConf
-
-    from rss_world.train import ensure_recipe_data
-
-    data = OmegaConf.create({"train_dir": str(tmp_path / "t"), "val_dir": str(tmp_path / "v"), "train_episodes": 6,
-                             "val_episodes": 3, "sizes": [3], "seed": 0, "eps": 0.2, "random_frac": 0.2,
-                             "bump_frac": 0.2})
+    data = DataConfig(train_dir=str(tmp_path / "t"), val_dir=str(tmp_path / "v"), train_episodes=6, val_episodes=3,
+                      sizes=[3])
     ensure_recipe_data(data)
     shards = sorted((tmp_path / "t").glob("size*.npz"))
     mtimes = [p.stat().st_mtime_ns for p in shards]

@@ -1,40 +1,40 @@
-"""The accelerate trainer for the variants: only adapters and gates move, NaN is caught, configs compose."""
+"""The variants in the training loop: only adapters and gates move, NaN is caught, configs compose, the CLI."""
 
+import dataclasses
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
-from hydra import compose, initialize_config_module
 from safetensors.torch import save_file
 
+from rss_world import train
 from rss_world.nn import RSRConfig
 from rss_world.variants import attach_rsr, load_adapters
+from rss_world.variants.config import VariantConfig, VariantTrainConfig, compose_variant
 from rss_world.variants.losses import dit_loss, sd3_loss
 from rss_world.variants.tiny import tiny_dit, tiny_sd3
-from rss_world.variants.training import build_model, main, train_variant
+from rss_world.variants.training import as_settings, build_model, train_variant
 
 torch.set_num_threads(1)
 
 
-def _cfg(*overrides: str):
-    with initialize_config_module("rss_world.configs", version_base=None):
-        return compose("train_variant", overrides=list(overrides))
+def _cfg(kind: str, *overrides: str) -> VariantTrainConfig:
+    return as_settings(compose_variant(kind, overrides))
 
 
 @pytest.mark.parametrize("variant", ["dit", "sd3"])
 def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
-    cfg = _cfg(f"variant={variant}", "steps=3", "batch_size=8", "lr=1e-2", f"output_dir={tmp_path}",
-               "variant.rsr.num_experts=3")
+    cfg = _cfg(variant, "steps=3", "batch_size=8", "lr=1e-2", f"output_dir={tmp_path}", "variant.rsr.num_experts=3")
     torch.manual_seed(0)
-    base = build_model(dict(cfg.variant))
+    base = build_model(cfg.variant)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     torch.manual_seed(0)
-    result = train_variant(cfg)
+    result = train_variant(cfg, progress=False)
     model, handle = result["model"], result["handle"]
     trained = {id(p) for p in handle.parameters()}
     for name, p in model.named_parameters():
@@ -47,7 +47,10 @@ def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
     assert len(result["losses"]) == 3
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["processes"] == 1 and summary["replicas_in_sync"]
-    reloaded = build_model(dict(cfg.variant))
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert [r["loss"] for r in log] == [round(v, 6) for v in summary["losses"]]
+    reloaded = build_model(cfg.variant)
     load_adapters(reloaded, tmp_path / "adapters")
     for a, b in zip(handle.parameters(), reloaded._rsr_handle.parameters()):
         assert torch.equal(a, b)
@@ -80,44 +83,68 @@ def test_nan_loss_raises_clear_error(tmp_path):
     latents = torch.randn(8, 1, 16, 16)
     latents[0, 0, 0, 0] = float("nan")
     save_file({"latents": latents, "class_labels": torch.arange(8)}, str(tmp_path / "bad.safetensors"))
-    cfg = _cfg("variant=dit", "steps=2", "batch_size=8", "data.kind=tensors", f"data.path={tmp_path}/bad.safetensors",
+    cfg = _cfg("dit", "steps=2", "batch_size=8", "data.kind=tensors", f"data.path={tmp_path}/bad.safetensors",
                f"output_dir={tmp_path}/out")
-    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 0"):
-        train_variant(cfg)
+    with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 1"):
+        train_variant(cfg, progress=False)
 
 
 def test_local_pretrained_base_and_bad_config(tmp_path):
     torch.manual_seed(0)
-    build_model(dict(_cfg("variant=sd3").variant)).save_pretrained(tmp_path / "sd3" / "transformer")
-    cfg = _cfg("variant=sd3", "steps=1", "batch_size=4", f"variant.pretrained={tmp_path}/sd3",
-               "variant.subfolder=transformer", f"output_dir={tmp_path}/out")
-    assert main(cfg)["losses"]
+    build_model(_cfg("sd3").variant).save_pretrained(tmp_path / "sd3" / "transformer")
+    cfg = _cfg("sd3", "steps=1", "batch_size=4", f"variant.pretrained={tmp_path}/sd3", "variant.subfolder=transformer",
+               f"output_dir={tmp_path}/out")
+    assert train_variant(cfg, progress=False)["losses"]
     with pytest.raises(ValueError, match="local directory"):
-        train_variant(_cfg("variant=dit", f"variant.pretrained={tmp_path}/missing"))
+        train_variant(_cfg("dit", f"variant.pretrained={tmp_path}/missing"))
     with pytest.raises(ValueError, match="out of range"):
-        train_variant(_cfg("variant=dit", "variant.layers=[7]", f"output_dir={tmp_path}/o2"))
+        train_variant(_cfg("dit", "variant.layers=[7]", f"output_dir={tmp_path}/o2"))
     with pytest.raises(ValueError, match="data.kind"):
-        train_variant(_cfg("variant=dit", "data.kind=images", f"output_dir={tmp_path}/o3"))
+        train_variant(_cfg("dit", "data.kind=images", f"output_dir={tmp_path}/o3"))
+
+
+def test_presets_list_only_what_differs_from_the_defaults():
+    dit = _cfg("dit")
+    assert dit.output_dir == "outputs/variant_dit"  # resolved from ${variant.kind}
+    assert dataclasses.replace(dit, output_dir=VariantTrainConfig.output_dir) == VariantTrainConfig()  # DiT: defaults
+    sd3, default = _cfg("sd3").variant, VariantConfig()
+    assert sd3.kind == "sd3" and sd3.scheduler.kwargs() == {"num_train_timesteps": 1000, "shift": 3.0}
+    assert sd3.model.kwargs().keys() >= {"joint_attention_dim", "pooled_projection_dim"}
+    assert "num_embeds_ada_norm" not in sd3.model.kwargs() and sd3.rsr == default.rsr
+
+
+def test_cli_trains_a_variant_and_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert train.main(["--variant", "dit", "steps=1", "batch_size=4", f"output_dir={tmp_path}"]) == 0
+    assert (tmp_path / "adapters").is_dir() and "adapters saved to" in capsys.readouterr().out
+    for argv in (["--variant", "dit", "steps=abc"], ["--variant", "dit", "nope=1"], ["--variant", "dit", "--resume"],
+                 ["--variant", "sdxl"]):
+        assert train.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("python -m rss_world.train: error: ") and err.count("\n") == 1, err
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on now (the launcher binds it right after)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
 def test_two_process_accelerate_launch(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, torch\n"
         "torch.set_num_threads(1)\n"
-        "from hydra import compose, initialize_config_module\n"
-        "from rss_world.variants.training import main\n"
-        "with initialize_config_module('rss_world.configs', version_base=None):\n"
-        "    main(compose('train_variant', overrides=sys.argv[1:]))\n"
+        "from rss_world.variants.config import compose_variant\n"
+        "from rss_world.variants.training import train_variant\n"
+        "train_variant(compose_variant(sys.argv[1], sys.argv[2:]), progress=False)\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), "variant=dit", "steps=2",
-           "batch_size=8", f"output_dir={tmp_path}/out"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           str(free_port()), str(script), "dit", "steps=2", "batch_size=8", f"output_dir={tmp_path}/out"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["replicas_in_sync"]
-    assert sys.executable  # launched with the same interpreter's accelerate

@@ -1,0 +1,53 @@
+"""``python -m rss_world.train --env frozenlake``: one-line errors for bad input, one source for the recipe, a run."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from rss_world import train
+from rss_world.rollouts import DataConfig
+from rss_world.training.config import TrainConfig, TrainRecipe, compose_recipe
+from rss_world.world_model import WorldModelConfig
+
+
+@pytest.mark.parametrize("argv", [
+    ["--env", "frozenlake", "train.steps=abc"],
+    ["--env", "frozenlake", "train.foo=1"],
+    ["--env", "frozenlake", "model=huge"],
+    ["--env", "frozenlake", "train.steps=["],
+    ["--env", "frozenlake", "train.steps=0"],
+    ["--env", "atari"],
+    ["train.steps=3"],
+    ["--env", "frozenlake", "--variant", "dit"],
+])
+def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written: the run must not start
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m rss_world.train: error: ") and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_dataclass_defaults_are_the_recipe():
+    recipe = OmegaConf.to_object(compose_recipe())
+    assert recipe == TrainRecipe()
+    assert (recipe.model, recipe.train, recipe.data) == (WorldModelConfig(), TrainConfig(), DataConfig())
+    assert TrainConfig().steps == 4000 and DataConfig().bump_frac == 0.2
+    assert OmegaConf.to_object(compose_recipe(["model=tiny"])).model != WorldModelConfig()
+
+
+@pytest.mark.slow
+def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path):
+    data = ["data.train_episodes=4", "data.val_episodes=2", "data.sizes=[3]", f"data.train_dir={tmp_path}/train",
+            f"data.val_dir={tmp_path}/val"]
+    run = ["model=tiny", "train.steps=2", "train.gate_steps=1", "train.val_every=2", "train.val_windows=2",
+           "train.batch=4", "train.gate_batch=4", f"out={tmp_path}/run", *data]
+    assert train.main(["--env", "frozenlake", *run]) == 0
+    out = tmp_path / "run"
+    assert (out / "train_config.yaml").exists() and (out / "checkpoint" / "model.safetensors").exists()
+    first = (out / "metrics.jsonl").read_text().splitlines()
+    assert train.main(["--env", "frozenlake", "--resume", *run]) == 0  # stage 1 is done: stage 2 runs again
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r.get("stage"), r.get("step", r.get("gate_step"))) for r in rows] == [(None, 1), (None, 2), ("gate", 1)]
+    assert len(first) == len(rows) and "frame_acc_step0" in rows[1] and "gate_top1" in rows[2]
