@@ -23,12 +23,12 @@ import gymnasium
 import numpy as np
 
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
-from rss_world.envs.maps import load_default_suite
+from rss_world.envs.maps import DEFAULT_SIZES, load_default_suite
 from rss_world.envs.metrics import aggregate, run_actions
 from rss_world.envs.oracle import POLICIES, Policy
 from rss_world.envs.parser import parse_frame
+from rss_world.io import atomic_write_text
 
-SIZES = (3, 4, 5, 6, 7, 8)
 OUT = Path(__file__).resolve().parent / "results" / "frozenlake_baselines.md"
 COLUMNS = (("success", "success"), ("exact_match", "EM"), ("progress_rate", "PR"),
            ("invalid_action_rate", "invalid"), ("hole", "hole"), ("steps_over_optimal", "steps/opt"))
@@ -61,7 +61,7 @@ def run(maps_per_size: int, seed: int) -> dict[str, dict]:
     for name, cls in POLICIES.items():
         rng = np.random.default_rng(seed)
         records = []
-        for size in SIZES:
+        for size in DEFAULT_SIZES:
             maps = [m for m in suite if m.size == size][:maps_per_size]
             if len(maps) < maps_per_size:
                 raise ValueError(f"test split has {len(maps)} maps of size {size}, need {maps_per_size}")
@@ -117,8 +117,7 @@ def main() -> None:
     results = run(args.maps_per_size, args.seed)
     command = " ".join(["python experiments/frozenlake_baselines.py", *sys.argv[1:]])
     text = to_markdown(results, command, time.time() - t0)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    atomic_write_text(args.out, text)
     print(text)
     if results["oracle"]["overall"]["exact_match"] != 1.0:
         raise SystemExit("oracle EM is not 100%")

@@ -1,7 +1,8 @@
 """Planning benchmark: latent-space planners in the real FrozenLake env, against the targets and baselines.
 
-Runs ``rss_world.evaluate`` (``configs/evaluate.yaml``) on the test split: the gate planner (the paper's
-mechanism) and latent search, each in open and closed loop, plus random, greedy-Manhattan, oracle and PPO.
+Runs :func:`rss_world.benchmark.run_benchmark` (the settings of ``python -m rss_world.evaluate``) on the test split:
+the gate planner (the paper's mechanism) and latent search, each in open and closed loop, plus random,
+greedy-Manhattan, oracle and PPO (trained in the real env for a stated budget of env steps).
 Writes ``experiments/results/planning.md`` with the target table (open loop 3-6 EM, closed loop 3-8
 success, sizes 7-8 EM), the full tables, CPU times and the exact command.
 
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from rss_world.evaluate import compose, run_benchmark, subset, to_markdown
+from rss_world.benchmark import evaluate_config, run_benchmark
+from rss_world.io import atomic_write_text
+from rss_world.reports import subset, to_markdown
 
 OUT = Path(__file__).resolve().parent / "results" / "planning.md"
 TARGETS = (  # (label, protocol, sizes, metric, target)
@@ -75,13 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             save_model(Path(tmp) / "tiny", WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1,
                                                                        gate_iters=1, rank=4)))
             overrides = QUICK + [f"checkpoint={Path(tmp) / 'tiny'}", f"out={tmp}/eval"] + overrides
-        cfg = compose(overrides)
+        cfg = evaluate_config(overrides)
         t0 = time.perf_counter()
         results = run_benchmark(cfg)
         total = time.perf_counter() - t0
     command = "python experiments/planning_benchmark.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {cfg.threads}"
     cpu_s = {k: round(v["seconds"], 1) for k, v in results["methods"].items()}
+    ppo_note = [f"PPO baseline: `rss_world.rl_agents.train_real_ppo` (the tuned recipe) on the {cfg.ppo.split} split, "
+                f"sizes {list(cfg.sizes)}, in the real env on frames only, greedy; budget {cfg.ppo.steps} env steps "
+                "(its row states the steps trained: SB3 finishes its last rollout).", ""] \
+        if "ppo" in cfg.baselines else []
     md = [
         "# Planning in latent space: FrozenLake benchmark",
         "",
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *target_table(results),
         "",
+        *ppo_note,
         "CPU time for the whole suite (s, wall clock on this CPU, per method): "
         + ", ".join(f"{k}: {v}" for k, v in cpu_s.items()) + ".",
         "",
@@ -103,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         to_markdown(results),
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(md))
+    atomic_write_text(out, "\n".join(md))
     print("\n".join(md))
     print(f"written: {out}")
     return 0

@@ -1,4 +1,4 @@
-"""Planners on a perfect stand-in world model (search optimality, halting) and on a tiny real model (shapes)."""
+"""rss_world.planners on a perfect stand-in world model (search optimality, halting) and a tiny real model."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,8 @@ from rss_world.envs.maps import find_cell, load_default_suite
 from rss_world.envs.metrics import score_episode
 from rss_world.envs.oracle import move, optimal_actions, optimal_length
 from rss_world.envs.render import render_grid
-from rss_world.nn.routing import Selection
-from rss_world.planning import GatePlanner, GatePlannerConfig, Plan, SearchPlanner, SearchPlannerConfig, make_planner
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.planners import GatePlanner, GatePlannerConfig, Plan, SearchPlanner, SearchPlannerConfig, make_planner
+from rss_world.world_model import StepSelection, WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)
 
@@ -73,7 +72,7 @@ class GridModel(nn.Module):
         for (r, c), a in zip(self._cells(z), action.tolist()):
             done = self.desc[r][c] in "HG"
             cells.append((r, c) if done else move(self.desc, (r, c), a)[0])
-        sel = Selection(index=action, coef=torch.ones(len(action)), probs=probs, logits=probs.log())
+        sel = StepSelection(index=action, coef=torch.ones(len(action)), probs=probs, logits=probs.log(), action=action)
         return self._latent(cells), probs.log(), sel
 
 
@@ -122,9 +121,8 @@ def test_gate_planner_halts_when_the_latent_converges():
     assert plan.reason == "converged" and plan.actions == [0] and plan.steps_saved == 8
 
 
-def test_real_tiny_model_plans_have_consistent_shapes():
-    torch.manual_seed(0)
-    model = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, gate_iters=1, rank=4)).train()
+def test_real_tiny_model_plans_have_consistent_shapes(new_tiny):
+    model = new_tiny().train()
     desc = ("SFH", "FFF", "HFG")
     frame = render_grid(desc, (0, 0))
     for name in ("gate", "search"):

@@ -7,8 +7,8 @@ Protocols:
 * **closed loop (MPC)**: after every real action the real frame is re-encoded, a new plan is made and its
   first action is taken; the episode ends on goal, hole, the env's step limit, or a repeated real frame
   (planner and env are deterministic, so a repeat is a cycle that can never end in success).
-* **agent**: a baseline acts on each real observation (random, greedy-Manhattan and oracle read the map;
-  the PPO agent sees only downscaled frames).
+* **agent**: an agent acts on each real observation (the random, greedy-Manhattan and oracle baselines read
+  the map; frame agents such as the PPO baseline see only the frames).
 
 Every episode is replayed with :func:`rss_world.envs.metrics.run_actions` and checked against the env.
 ``ms_per_decision`` is the mean wall time of one planner (or agent) call: one per episode in open loop, one
@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -31,10 +30,9 @@ from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import MapSpec, load_default_suite, load_suite
 from rss_world.envs.metrics import EpisodeRecord, aggregate, run_actions
 from rss_world.envs.oracle import POLICIES, optimal_actions
-from rss_world.planning import Plan
+from rss_world.planners import Plan
 
 PROTOCOLS = ("open", "closed")
-BASELINES = ("random", "greedy_manhattan", "oracle", "ppo")
 SUMMARY_KEYS = ("success_rate", "exact_match", "progress_rate", "invalid_action_rate", "hole_rate",
                 "steps_over_optimal", "ms_per_decision")
 _FROM_METRICS = {"success_rate": "success", "exact_match": "exact_match", "progress_rate": "progress_rate",
@@ -203,7 +201,7 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str = "open", cell_p
     """Run a planner (``plan(frame) -> Plan``) on ``maps`` in the real env.
 
     Args:
-        planner: a :class:`~rss_world.planning.GatePlanner`, :class:`~rss_world.planning.SearchPlanner` or alike.
+        planner: a :class:`~rss_world.planners.GatePlanner`, :class:`~rss_world.planners.SearchPlanner` or alike.
         maps: maps to play, one episode each.
         protocol: "open" or "closed".
         cell_px: pixels per cell (the model's).
@@ -219,7 +217,7 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str = "open", cell_p
 
 def run_agent(agent, maps: Sequence[MapSpec], cell_px: int = 16, seed: int = 0, progress: bool | str = False,
               max_steps: int | None = None) -> list[EpisodeTrace]:
-    """Run a baseline agent (``reset()``, ``act(obs, info) -> int``) on ``maps`` in the real env."""
+    """Run an agent (``reset()``, ``act(obs, info) -> int``) on ``maps`` in the real env, one episode each."""
     return _run(_agent(agent), maps, cell_px, seed, progress, max_steps)
 
 
@@ -291,83 +289,3 @@ def run_map_baseline(name: str, maps: Sequence[MapSpec], cell_px: int = 16, seed
         return _agent(agent)(trace)
 
     return _run(make, maps, cell_px, seed, progress)
-
-
-def frame_features(frame: np.ndarray, cell_px: int = 16, px: int = 4, max_size: int = 8) -> np.ndarray:
-    """A frame downscaled to ``px`` pixels per cell (block mean), zero-padded to ``max_size`` cells, flattened."""
-    n = frame.shape[0] // cell_px
-    if n > max_size:
-        raise ValueError(f"map size {n} exceeds the agent's max_size {max_size}")
-    f = frame.reshape(n * px, cell_px // px, n * px, cell_px // px, 3).mean((1, 3)) / 255.0
-    out = np.zeros((max_size * px, max_size * px, 3), np.float32)
-    out[: n * px, : n * px] = f
-    return out.reshape(-1)
-
-
-class TrainMapsEnv(gym.Env):
-    """Training maps of mixed sizes as one env with fixed-size frame features (for the PPO baseline).
-
-    Reward is the env's (1 on the goal); episodes end on goal, hole or the env's step limit.
-    """
-
-    def __init__(self, maps: Sequence[MapSpec], cell_px: int = 16, px: int = 4, max_size: int = 8) -> None:
-        self.maps = [m for m in maps if m.size <= max_size]
-        if not self.maps:
-            raise ValueError(f"no training map of size <= {max_size}")
-        self.cell_px, self.px, self.max_size = cell_px, px, max_size
-        self.envs = {s: VisualFrozenLakeEnv(suite=[m for m in self.maps if m.size == s], cell_px=cell_px,
-                                            renderer="atlas") for s in sorted({m.size for m in self.maps})}
-        self.observation_space = gym.spaces.Box(0.0, 1.0, ((max_size * px) ** 2 * 3,), np.float32)
-        self.action_space = gym.spaces.Discrete(4)
-        self.env = next(iter(self.envs.values()))
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        spec = self.maps[int(self.np_random.integers(len(self.maps)))]
-        self.env = self.envs[spec.size]
-        obs, info = self.env.reset(seed=int(self.np_random.integers(2**31)), options={"desc": spec.desc})
-        return frame_features(obs, self.cell_px, self.px, self.max_size), info
-
-    def step(self, action):
-        obs, r, term, trunc, info = self.env.step(int(action))
-        return frame_features(obs, self.cell_px, self.px, self.max_size), r, term, trunc, info
-
-
-class PPOAgent:
-    """A stable-baselines3 PPO (MLP on downscaled frames) trained on training maps; acts from frames only."""
-
-    name = "ppo"
-
-    def __init__(self, model, cell_px: int = 16, px: int = 4, max_size: int = 8, steps: int = 0) -> None:
-        self.model, self.cell_px, self.px, self.max_size, self.steps = model, cell_px, px, max_size, steps
-
-    def reset(self) -> None:
-        """Stateless."""
-
-    def act(self, obs: np.ndarray, info: dict) -> int:
-        feats = frame_features(obs, self.cell_px, self.px, self.max_size)
-        return int(self.model.predict(feats, deterministic=True)[0])
-
-
-def train_ppo(maps: Sequence[MapSpec], steps: int, seed: int = 0, cell_px: int = 16, px: int = 4,
-              max_size: int = 8) -> PPOAgent:
-    """Train PPO (``MlpPolicy``, CPU) for ``steps`` env steps on ``maps``; return the agent.
-
-    Args:
-        maps: training maps (any sizes up to ``max_size``).
-        steps: environment steps (the stated budget).
-        seed: PPO and env seed.
-        cell_px: pixels per cell of the frames.
-        px: pixels per cell after downscaling.
-        max_size: frames are padded to this many cells.
-    """
-    from stable_baselines3 import PPO
-
-    if steps < 1:
-        raise ValueError(f"PPO needs a budget of >= 1 env steps, got {steps}")
-    env = TrainMapsEnv(maps, cell_px, px, max_size)
-    n_steps = max(16, min(512, steps))
-    model = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(64, n_steps), n_epochs=4, ent_coef=0.01,
-                seed=seed, device="cpu", verbose=0)
-    model.learn(total_timesteps=steps)
-    return PPOAgent(model, cell_px, px, max_size, steps)

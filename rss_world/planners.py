@@ -11,7 +11,7 @@
   decoded frames, or per-token distance of the latents, below a threshold).
 
 Both read only the frame they are given. They never see the map, the agent cell or the frame parser: this
-module imports torch, numpy and ``rss_world.nn`` only (a test checks it).
+module imports torch, numpy, ``rss_world.nn`` and ``rss_world.world_model`` only (a test checks it).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Plan:
 
 @dataclass
 class GatePlannerConfig:
-    """Settings of :class:`GatePlanner` (mirrored in ``configs/planner/gate.yaml``).
+    """Settings of :class:`GatePlanner`; the one place of their defaults (the benchmark config reads them).
 
     Attributes:
         horizon: most latent steps; ``None`` means ``size * size`` (longer than any shortest path).
@@ -81,7 +81,7 @@ class GatePlannerConfig:
 
 @dataclass
 class SearchPlannerConfig:
-    """Settings of :class:`SearchPlanner` (mirrored in ``configs/planner/search.yaml``).
+    """Settings of :class:`SearchPlanner`; the one place of their defaults (the benchmark config reads them).
 
     Attributes:
         max_depth: deepest plan; ``None`` means ``size * size``.
@@ -153,7 +153,7 @@ class GatePlanner:
         status = [m.status(z)[0]]
         for _ in range(horizon):
             z_next, _, sel = m.step(z)
-            actions.append(int(sel.index[0]) // m.cfg.experts_per_action)
+            actions.append(int(sel.action[0]))
             route.append(sel)
             st = m.status(z_next)[0]  # (2,)
             change = float((z_next - z).norm() / z.norm().clamp_min(1e-8))

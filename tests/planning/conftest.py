@@ -1,0 +1,64 @@
+"""Fixtures of the planning tests: the ``tiny`` world model (``configs/model/tiny.yaml``), a saved copy, 3x3 maps."""
+
+from importlib.resources import files
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rss_world.checkpoint import save_model
+from rss_world.envs.maps import MapSpec, map_id
+from rss_world.planners import Plan
+from rss_world.world_model import WorldModel, WorldModelConfig
+
+
+def build_tiny(seed: int = 0) -> WorldModel:
+    """The untrained ``tiny`` preset, seeded (planner code paths run in seconds on a CPU)."""
+    preset = OmegaConf.to_container(OmegaConf.load(files("rss_world.configs") / "model" / "tiny.yaml"))
+    torch.manual_seed(seed)
+    return WorldModel(WorldModelConfig(**preset))
+
+
+class Scripted:
+    """A planner that ignores the frame: each call plans the script's remaining actions (closed loop takes one).
+    Its imagined frames are uniform, valued by the call number."""
+
+    def __init__(self, actions: list[int]) -> None:
+        self.actions, self.calls = actions, 0
+
+    def plan(self, frame: np.ndarray) -> Plan:
+        rest = self.actions[self.calls:]
+        self.calls += 1
+        frames = np.full((len(rest) + 1, *frame.shape), self.calls, np.uint8)
+        return Plan(actions=rest, frames=frames, halted_early=True, steps_saved=2, expansions=3)
+
+
+@pytest.fixture(scope="session")
+def scripted() -> type[Scripted]:
+    """The :class:`Scripted` planner class: ``scripted([DOWN, RIGHT])``."""
+    return Scripted
+
+
+@pytest.fixture(scope="session")
+def maps3() -> list[MapSpec]:
+    """Two 3x3 maps; the first is ``SFH / FFF / HFG`` (start top left, goal bottom right)."""
+    return [MapSpec(map_id(d), d) for d in (("SFH", "FFF", "HFG"), ("FFS", "FHF", "GFF"))]
+
+
+@pytest.fixture(scope="session")
+def new_tiny():
+    """Builds a fresh tiny model: ``new_tiny(seed=0)``."""
+    return build_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> WorldModel:
+    return build_tiny().eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_model(path, build_tiny())
+    return path

@@ -1,0 +1,130 @@
+"""rss_world.benchmark: settings from the dataclasses, the plan run, the full benchmark, its checks and PPO row."""
+
+import json
+from dataclasses import asdict
+
+import imageio.v3 as iio
+import pytest
+
+from rss_world.benchmark import (
+    EvaluateConfig,
+    PlanConfig,
+    benchmark_maps,
+    evaluate_config,
+    parse_sizes,
+    run_benchmark,
+    run_evaluate,
+    run_plan,
+)
+from rss_world.planners import GatePlannerConfig, SearchPlannerConfig
+from rss_world.reports import COLUMNS
+
+SUMMARY = {"episodes", "per_size", *(k for k, _ in COLUMNS)}
+
+
+def test_evaluate_config_is_the_dataclass_defaults_plus_overrides():
+    assert evaluate_config() == EvaluateConfig()
+    cfg = evaluate_config(["planners.search.max_expansions=16", "sizes=[3,5]", "maps_per_size=null"])
+    assert cfg.planners.search == SearchPlannerConfig(max_expansions=16) and cfg.planners.gate == GatePlannerConfig()
+    assert cfg.sizes == [3, 5] and cfg.maps_per_size is None
+    for bad in (["no_such_key=1"], ["planners.search.batch=many"], ["sizes=abc"]):
+        with pytest.raises(ValueError, match="bad config override"):
+            evaluate_config(bad)
+
+
+def test_parse_sizes():
+    assert parse_sizes("3-5") == [3, 4, 5] and parse_sizes("7,3, 4") == [3, 4, 7] and parse_sizes("2") == [2]
+    for text, message in (("9-3", "is empty"), ("3-20", "within 2-16"), ("x", "must look like"), ("", "look like")):
+        with pytest.raises(ValueError, match=message):
+            parse_sizes(text)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"env": "atari"}, "unknown env 'atari'"),
+    ({"maps": "BAD"}, "bad map file"),
+    ({"maps": "/nonexistent.jsonl"}, "does not exist"),
+    ({"checkpoint": "/nonexistent/ckpt"}, "cannot load checkpoint"),
+    ({"sizes": "9-3"}, "is empty"),
+    ({"sizes": "9"}, "no map of size 9"),
+    ({"video": "out.avi"}, ".gif or .mp4"),
+    ({"planner": "bfs"}, "planner must be one of"),
+    ({"episodes": 0}, "--episodes must be >= 1"),
+])
+def test_run_plan_rejects_bad_input_before_writing(change, message, tiny_ckpt, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "desc": ["SFF", "FHF", "FFF"]}\n')  # no goal
+    change = {k: str(bad) if v == "BAD" else v for k, v in change.items()}
+    cfg = PlanConfig(**{"checkpoint": str(tiny_ckpt), "json": str(tmp_path / "out" / "r.json"),
+                        "video": str(tmp_path / "out" / "v.gif"), "progress": False, **change})
+    with pytest.raises(ValueError, match=message):
+        run_plan(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_plan_prints_and_writes_json_and_video(tiny_ckpt, tmp_path, capsys):
+    out_json, video = tmp_path / "r.json", tmp_path / "v.gif"
+    summary = run_plan(PlanConfig(checkpoint=str(tiny_ckpt), sizes="3-4", episodes=3, planner="gate",
+                                  json=str(out_json), video=str(video), video_episodes=1, progress=False, seed=1))
+    text = capsys.readouterr().out
+    assert "gate planner, closed loop" in text and "plans:" in text and f"video: {video}" in text
+    table = [line.split() for line in text.splitlines() if line.split()[:1] in (["3"], ["4"], ["all"])]
+    assert [row[:2] for row in table] == [["3", "2"], ["4", "1"], ["all", "3"]]
+    assert json.loads(out_json.read_text()) == summary and set(summary) == SUMMARY
+    assert {s: b["episodes"] for s, b in summary["per_size"].items()} == {"3": 2, "4": 1}
+    frames = iio.imread(video, index=None)
+    assert frames.shape[1:] == (160, 400, 3) and frames[0].std() > 10
+
+
+def test_benchmark_maps_per_size_or_all():
+    cfg = EvaluateConfig(sizes=[4, 3], maps_per_size=3)
+    maps = benchmark_maps(cfg)
+    assert [m.size for m in maps] == [4, 4, 4, 3, 3, 3] and len({m.id for m in maps}) == 6
+    assert [m.id for m in maps] == [m.id for m in benchmark_maps(cfg)]  # seeded
+    assert len(benchmark_maps(EvaluateConfig(sizes=[3], maps_per_size=None))) == 100  # the whole test split
+
+
+def test_run_benchmark_planners_and_map_baselines(tiny_ckpt, tmp_path):
+    cfg = evaluate_config([f"checkpoint={tiny_ckpt}", f"out={tmp_path}", "sizes=[3]", "maps_per_size=2",
+                           "progress=false", "run_planners=[search]", "protocols=[open,closed]",
+                           "baselines=[oracle,random]", "planners.search.max_expansions=16", "video_episodes=1"])
+    results = run_benchmark(cfg)
+    methods = results["methods"]
+    assert list(methods) == ["search / open loop", "search / closed loop", "oracle", "random"]
+    assert methods["oracle"]["summary"]["exact_match"] == 1.0 and "planner_stats" not in methods["oracle"]
+    assert methods["search / open loop"]["planner_stats"]["expansions"] <= 16
+    assert all(set(m["summary"]) == SUMMARY and m["summary"]["episodes"] == 2 for m in methods.values())
+    assert results["settings"] == asdict(cfg) | {"episodes": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search_closed.gif", "search_open.gif"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("baselines=[chess]", r"unknown baseline\(s\) \['chess'\]"),
+    ("run_planners=[bfs]", r"unknown planner\(s\)"),
+    ("protocols=[sideways]", r"unknown protocol\(s\)"),
+    ("env=atari", "unknown env"),
+    ("ppo.steps=0", "ppo.steps must be >= 1"),
+    ("checkpoint=/nonexistent", "cannot load checkpoint"),
+    ("sizes=[9]", "no map of size 9"),
+])
+def test_run_benchmark_rejects_bad_settings_before_writing(override, message, tiny_ckpt, tmp_path):
+    cfg = evaluate_config([f"checkpoint={tiny_ckpt}", f"out={tmp_path / 'out'}", "video_episodes=1", override])
+    with pytest.raises(ValueError, match=message):
+        run_benchmark(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_evaluate_writes_json_and_markdown(tiny_ckpt, tmp_path, capsys):
+    results = run_evaluate([f"checkpoint={tiny_ckpt}", f"out={tmp_path}", "sizes=[3]", "maps_per_size=2",
+                            "progress=false", "run_planners=[]", "baselines=[oracle]"])
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
+    md = (tmp_path / "results.md").read_text()
+    assert "| oracle | 2 | 100.0% | 100.0% |" in md and md in capsys.readouterr().out
+
+
+@pytest.mark.slow  # trains PPO for one rollout (2048 env steps)
+def test_ppo_row_states_the_env_steps_trained(tiny_ckpt, tmp_path):
+    cfg = evaluate_config([f"checkpoint={tiny_ckpt}", f"out={tmp_path}", "sizes=[3]", "maps_per_size=2",
+                           "progress=false", "run_planners=[]", "baselines=[ppo]", "ppo.steps=64"])
+    (name, entry), = run_benchmark(cfg)["methods"].items()
+    assert name == f"ppo ({entry['env_steps']} env steps)" and entry["env_steps"] >= 64
+    assert entry["summary"]["episodes"] == 2 and 0 < entry["train_seconds"] < entry["seconds"]
