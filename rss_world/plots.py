@@ -20,9 +20,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from rss_world.io import atomic_write  # noqa: E402
 from rss_world.nn import RoutingRecord  # noqa: E402
 
 UsageLike = Tensor | np.ndarray | RoutingRecord
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Lay out, write atomically (the format follows the suffix of ``path``) and free the figure."""
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    plt.close(fig)
 
 
 def _usage_table(usage: UsageLike, num_experts: int | None) -> np.ndarray:
@@ -66,9 +74,7 @@ def plot_expert_usage(
         ax.set_title(name)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_usage_over_time(
@@ -106,9 +112,7 @@ def plot_usage_over_time(
     axes[0][0].set_ylabel("share of routed tokens")
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def pca_project(points: Tensor | np.ndarray, k: int = 2) -> np.ndarray:
@@ -163,6 +167,4 @@ def plot_latent_pca(
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(f"{title}\n(x: first latent step, o: last)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)

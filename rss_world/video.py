@@ -1,7 +1,8 @@
 """Videos and figures of planning episodes.
 
+* :func:`write_frames`: the project's one video writer (GIF or MP4 via imageio, written atomically).
 * :func:`episode_frames` / :func:`write_video`: per step, panels real | imagined | |difference| side by side,
-  with a caption (map size, step, action, whether it is on a shortest path); GIF or MP4 via imageio.
+  with a caption (map size, step, action, whether it is on a shortest path).
 * :func:`filmstrip`: a PNG strip of an imagined plan.
 * :func:`routing_figures`: expert use per latent step and PCA of the latent trajectories (the paper's
   Figures 3-4) for gate-driven rollouts, drawn with :mod:`rss_world.plots`.
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
+from rss_world.envs.oracle import ACTION_NAMES
+from rss_world.io import atomic_write
+
 VIDEO_EXTS = (".gif", ".mp4")
 _GAP, _CAPTION = 4, 24
 
@@ -57,7 +60,7 @@ def compose(real: np.ndarray | None, imagined: np.ndarray | None, caption: str, 
 
 
 def episode_frames(trace, panel: int = 128) -> list[np.ndarray]:
-    """Video frames of one :class:`~rss_world.evaluation.EpisodeTrace` (``max(real, imagined)`` frames)."""
+    """Video frames of one :class:`~rss_world.protocols.EpisodeTrace` (``max(real, imagined)`` frames)."""
     real, imag = trace.real_frames, trace.imagined_frames
     n = max(len(real), len(imag))
     out = []
@@ -76,29 +79,45 @@ def episode_frames(trace, panel: int = 128) -> list[np.ndarray]:
     return out
 
 
+def _video_ext(path: str | os.PathLike) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in VIDEO_EXTS:
+        raise ValueError(f"video path must end in .gif or .mp4, got {Path(path).name!r}")
+    return ext
+
+
+def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 2.0) -> int:
+    """Write ``(H, W, 3)`` uint8 frames as a looping GIF or an H.264 MP4, atomically; return the number of frames.
+
+    Raises:
+        ValueError: the extension is not .gif or .mp4, or there are no frames.
+    """
+    import imageio.v2 as imageio
+
+    ext = _video_ext(path)
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+
+    def write(tmp: str) -> None:
+        if ext == ".gif":
+            imageio.mimwrite(tmp, frames, duration=1000.0 / fps, loop=0)
+            return
+        with imageio.get_writer(tmp, fps=fps, macro_block_size=16, codec="libx264", quality=8) as w:
+            for f in frames:
+                w.append_data(f)
+
+    atomic_write(path, write)  # the temporary file keeps the suffix, from which imageio picks the format
+    return len(frames)
+
+
 def write_video(traces: Sequence, path: str | os.PathLike, fps: float = 2.0, panel: int = 128) -> int:
     """Write the episodes of ``traces`` one after another to a GIF or MP4; return the number of frames.
 
     Raises:
         ValueError: the extension is not .gif or .mp4, or there is nothing to write.
     """
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in VIDEO_EXTS:
-        raise ValueError(f"video path must end in .gif or .mp4, got {path.name!r}")
-    frames = [f for t in traces for f in episode_frames(t, panel)]
-    if not frames:
-        raise ValueError("no frames to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ext == ".gif":
-        imageio.mimwrite(path, frames, duration=1000.0 / fps, loop=0)
-    else:
-        with imageio.get_writer(path, fps=fps, macro_block_size=16, codec="libx264", quality=8) as w:
-            for f in frames:
-                w.append_data(f)
-    return len(frames)
+    _video_ext(path)  # fail before drawing any frame
+    return write_frames([f for t in traces for f in episode_frames(t, panel)], path, fps)
 
 
 def filmstrip(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike, panel: int = 96,
@@ -116,10 +135,7 @@ def filmstrip(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike
         pil = Image.fromarray(strip)
         ImageDraw.Draw(pil).text((x + 2, panel + 6), label, fill=(255, 255, 255))
         strip = np.asarray(pil).copy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(strip).save(path)
-    return path
+    return atomic_write(path, lambda tmp: Image.fromarray(strip).save(tmp))
 
 
 def routing_figures(model, frames: np.ndarray, out_dir: str | os.PathLike, steps: int | None = None,
@@ -145,7 +161,7 @@ def routing_figures(model, frames: np.ndarray, out_dir: str | os.PathLike, steps
         size = model.check_frames(x)
         im = model.imagine(model.encode(x), steps=steps or size)
     paths = [out / f"{prefix}_expert_usage.png", out / f"{prefix}_latent_pca.png"]
-    plot_expert_usage(im.route, paths[0], num_experts=model.cfg.num_experts,
+    plot_expert_usage(im.route, paths[0], num_experts=model.num_experts,
                       title=f"Gate planner: expert (= action) use per latent step, {size}x{size}")
     plot_latent_pca(im.latents[1:], paths[1], start=im.latents[0],
                     labels=[ACTION_NAMES[a] for a in im.actions[:, 0].tolist()],
