@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else (Path("outputs/planning_quick.md") if args.quick else OUT)
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
+            from omegaconf import OmegaConf
+
             from rss_world.checkpoint import save_model
-            from rss_world.world_model import WorldModel, WorldModelConfig
+            from rss_world.training.config import compose_recipe
+            from rss_world.world_model import WorldModel
 
             torch.manual_seed(0)
-            save_model(Path(tmp) / "tiny", WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1,
-                                                                       gate_iters=1, rank=4)))
+            save_model(Path(tmp) / "tiny", WorldModel(OmegaConf.to_object(compose_recipe(["model=tiny"])).model))
             overrides = QUICK + [f"checkpoint={Path(tmp) / 'tiny'}", f"out={tmp}/eval"] + overrides
         cfg = evaluate_config(overrides)
         t0 = time.perf_counter()

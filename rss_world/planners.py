@@ -107,6 +107,7 @@ class SearchPlannerConfig:
     dedupe_threshold: float = 0.05
 
     def validate(self) -> None:
+        """Raise ``ValueError`` on a setting out of range."""
         if self.dedupe not in ("frame", "latent"):
             raise ValueError(f"dedupe must be 'frame' or 'latent', got {self.dedupe!r}")
         if self.max_expansions < 1 or self.batch < 1 or (self.beam_width is not None and self.beam_width < 1):

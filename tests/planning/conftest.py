@@ -1,23 +1,13 @@
-"""Fixtures of the planning tests: the ``tiny`` world model (``configs/model/tiny.yaml``), a saved copy, 3x3 maps."""
-
-from importlib.resources import files
+"""Fixtures of the planning tests: the tiny world model and a saved copy, a scripted planner, 3x3 maps."""
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from rss_world.checkpoint import save_model
 from rss_world.envs.maps import MapSpec, map_id
 from rss_world.planners import Plan
-from rss_world.world_model import WorldModel, WorldModelConfig
-
-
-def build_tiny(seed: int = 0) -> WorldModel:
-    """The untrained ``tiny`` preset, seeded (planner code paths run in seconds on a CPU)."""
-    preset = OmegaConf.to_container(OmegaConf.load(files("rss_world.configs") / "model" / "tiny.yaml"))
-    torch.manual_seed(seed)
-    return WorldModel(WorldModelConfig(**preset))
+from rss_world.world_model import WorldModel, build_world_model
 
 
 class Scripted:
@@ -46,19 +36,24 @@ def maps3() -> list[MapSpec]:
     return [MapSpec(map_id(d), d) for d in (("SFH", "FFF", "HFG"), ("FFS", "FHF", "GFF"))]
 
 
-@pytest.fixture(scope="session")
-def new_tiny():
-    """Builds a fresh tiny model: ``new_tiny(seed=0)``."""
-    return build_tiny
+@pytest.fixture
+def new_tiny(tiny_settings):
+    """Builds a fresh, untrained ``tiny`` world model (the preset of the root conftest): ``new_tiny(seed=0)``."""
+
+    def build(seed: int = 0) -> WorldModel:
+        torch.manual_seed(seed)
+        return build_world_model(**tiny_settings)
+
+    return build
 
 
-@pytest.fixture(scope="session")
-def tiny_model() -> WorldModel:
-    return build_tiny().eval()
+@pytest.fixture
+def tiny_model(new_tiny) -> WorldModel:
+    return new_tiny().eval()
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
+@pytest.fixture
+def tiny_ckpt(new_tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_model(path, build_tiny())
+    save_model(path, new_tiny())
     return path

@@ -27,7 +27,7 @@ def off(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.abs(a - b).max(-1) > 40).mean())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def traces(tiny_model, maps3, scripted):
     """A tiny-model episode per map, and a scripted walk to the goal of the first (DOWN, RIGHT, DOWN, RIGHT)."""
     walk = run_planner(scripted([DOWN, RIGHT, DOWN, RIGHT]), maps3[:1], "closed")
