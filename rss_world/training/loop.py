@@ -82,6 +82,7 @@ class LoopConfig:
     resumable: bool = True
 
     def step_key(self) -> str:
+        """The step's name in this stage's log rows."""
         return f"{self.stage}_step" if self.stage else "step"
 
 
@@ -138,15 +139,15 @@ def set_rng_state(state: dict[str, Any], rng: np.random.Generator | None) -> Non
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def trim_log(path: Path, stage: str | None, step: int) -> None:
-    """Drop the rows of ``stage`` past ``step`` from the JSONL log, so each step is logged once after a resume."""
+def trim_log(path: Path, cfg: LoopConfig, step: int) -> None:
+    """Drop the rows of ``cfg.stage`` past ``step`` from the JSONL log, so each step is logged once after a resume
+    (and a stage that starts afresh replaces its old rows)."""
     if not path.exists():
         return
-    key = f"{stage}_step" if stage else "step"
     keep = []
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        if row.get("stage") != stage or row.get(key, 0) <= step:
+        if row.get("stage") != cfg.stage or row.get(cfg.step_key(), 0) <= step:
             keep.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
@@ -242,7 +243,7 @@ def run(
         task.optimizer, lambda s: schedule(s + start))
     if runner.main:
         out.mkdir(parents=True, exist_ok=True)
-        trim_log(log, cfg.stage, start)
+        trim_log(log, cfg, start)
     params = [p for group in task.optimizer.param_groups for p in group["params"]]
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     result = LoopResult(step=start)

@@ -6,8 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+from omegaconf import OmegaConf
+
+from rss_world.checkpoint import TRAIN_STATE
+from rss_world.data import load_shards
+from rss_world.io import atomic_write_text
+from rss_world.rollouts import ensure_recipe_data
+from rss_world.world_model import WorldModel
+
 from .config import TrainRecipe
-from .world_model import FrameCheck
+from .loop import CHECKPOINT, make_accelerator
+from .world_model import FrameCheck, train
 
 
 def frame_check() -> FrameCheck:
@@ -30,21 +40,16 @@ def run_frozenlake(cfg) -> dict:
 
     Returns:
         The last validation metrics.
+
+    Raises:
+        ValueError: bad settings, or ``resume`` without a checkpoint to continue from (both before any work).
     """
-    import torch
-    from omegaconf import OmegaConf
-
-    from rss_world.data import load_shards
-    from rss_world.io import atomic_write_text
-    from rss_world.rollouts import ensure_recipe_data
-    from rss_world.world_model import WorldModel
-
-    from .loop import make_accelerator
-    from .world_model import train
-
     recipe: TrainRecipe = cfg if isinstance(cfg, TrainRecipe) else OmegaConf.to_object(cfg)
-    torch.set_num_threads(recipe.threads)
     recipe.train.validate()
+    out = Path(recipe.out)
+    if recipe.resume and not (out / CHECKPOINT / TRAIN_STATE).exists():
+        raise ValueError(f"nothing to resume: {out / CHECKPOINT} holds no {TRAIN_STATE}")
+    torch.set_num_threads(recipe.threads)
     trackers = {"log_with": recipe.log_with, "project_dir": recipe.out} if recipe.log_with else {}
     acc = make_accelerator(**trackers)
     with acc.main_process_first():
@@ -54,7 +59,6 @@ def run_frozenlake(cfg) -> dict:
     val_data = load_shards(recipe.data.val_dir, sizes)
     torch.manual_seed(recipe.train.seed)  # the initial weights, so that one recipe gives one model
     model = WorldModel(recipe.model)
-    out = Path(recipe.out)
     if acc.is_main_process:
         atomic_write_text(out / "train_config.yaml", OmegaConf.to_yaml(OmegaConf.structured(recipe)))
     if recipe.log_with:

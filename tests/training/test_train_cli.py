@@ -20,6 +20,7 @@ from rss_world.world_model import WorldModelConfig
     ["--env", "atari"],
     ["train.steps=3"],
     ["--env", "frozenlake", "--variant", "dit"],
+    ["--env", "frozenlake", "--resume"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written: the run must not start
