@@ -2,11 +2,13 @@
 
 import dataclasses
 import json
+import runpy
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
-from rss_world.collect import main
 from rss_world.envs.maps import load_default_suite
 from rss_world.envs.oracle import move, optimal_action_mask
 from rss_world.envs.parser import parse_frame
@@ -19,6 +21,13 @@ KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3,
 def collect(out, resume=False, **settings):
     """Collect with :class:`CollectConfig` settings given as keywords, without a progress bar."""
     return collect_cfg(out, CollectConfig(**settings), resume=resume, progress=False)
+
+
+def run_cli(module: str, argv: list[str]) -> int:
+    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
+    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return done.value.code
 
 
 def _load(paths):
@@ -75,12 +84,12 @@ def test_cli(tmp_path, capsys):
     for argv, why in ((["--env", "atari", "--out", str(tmp_path)], "invalid choice: 'atari'"),
                       (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--suite", "nope.jsonl"], "nope.jsonl"),
                       (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--bump-frac", "0.9"], "bump_frac")):
-        assert main(argv) == 2
+        assert run_cli("rss_world.collect", argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("python -m rss_world.collect: error: ") and why in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists()
-    assert main(["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3",
-                 "--no-progress"]) == 0
+    argv = ["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3", "--no-progress"]
+    assert run_cli("rss_world.collect", argv) == 0
     assert len(list((tmp_path / "y").glob("size3_*.npz"))) == 1
     manifest = json.loads((tmp_path / "y" / "manifest.json").read_text())
     assert manifest == CollectConfig(episodes=3, sizes=[3]).manifest()
@@ -93,11 +102,11 @@ def test_one_source_for_the_collection_defaults():
     assert collect_defaults.bump_frac == 0.2 and data.splits()["val"][1].bump_frac == 0.0
 
 
-def test_collect_import_has_no_side_effects():
+def test_collection_library_import_has_no_side_effects():
     import subprocess
     import sys
 
-    code = "import sys, rss_world.collect; print('gymnasium' in sys.modules, 'pygame' in sys.modules)"
+    code = "import sys, rss_world.rollouts; print('gymnasium' in sys.modules, 'pygame' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

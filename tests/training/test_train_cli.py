@@ -1,14 +1,23 @@
 """``python -m rss_world.train --env frozenlake``: one-line errors for bad input, one source for the recipe, a run."""
 
 import json
+import runpy
+import sys
+from unittest import mock
 
 import pytest
 from omegaconf import OmegaConf
 
-from rss_world import train
 from rss_world.rollouts import DataConfig
 from rss_world.training.config import TrainConfig, TrainRecipe, compose_recipe
 from rss_world.world_model import WorldModelConfig
+
+
+def run_cli(module: str, argv: list[str]) -> int:
+    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
+    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return done.value.code
 
 
 @pytest.mark.parametrize("argv", [
@@ -24,7 +33,7 @@ from rss_world.world_model import WorldModelConfig
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written: the run must not start
-    assert train.main(argv) == 2
+    assert run_cli("rss_world.train", argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m rss_world.train: error: ") and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())
@@ -44,11 +53,12 @@ def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path):
             f"data.val_dir={tmp_path}/val"]
     run = ["model=tiny", "train.steps=2", "train.gate_steps=1", "train.val_every=2", "train.val_windows=2",
            "train.batch=4", "train.gate_batch=4", f"out={tmp_path}/run", *data]
-    assert train.main(["--env", "frozenlake", *run]) == 0
+    assert run_cli("rss_world.train", ["--env", "frozenlake", *run]) == 0
     out = tmp_path / "run"
     assert (out / "train_config.yaml").exists() and (out / "checkpoint" / "model.safetensors").exists()
     first = (out / "metrics.jsonl").read_text().splitlines()
-    assert train.main(["--env", "frozenlake", "--resume", *run]) == 0  # stage 1 is done: stage 2 runs again
+    # stage 1 is done: the resume goes straight to stage 2, which starts afresh and replaces its rows
+    assert run_cli("rss_world.train", ["--env", "frozenlake", "--resume", *run]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r.get("stage"), r.get("step", r.get("gate_step"))) for r in rows] == [(None, 1), (None, 2), ("gate", 1)]
     assert len(first) == len(rows) and "frame_acc_step0" in rows[1] and "gate_top1" in rows[2]

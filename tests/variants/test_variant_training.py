@@ -3,22 +3,30 @@
 import dataclasses
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from safetensors.torch import save_file
 
-from rss_world import train
 from rss_world.nn import RSRConfig
 from rss_world.variants import attach_rsr, load_adapters
 from rss_world.variants.config import VariantConfig, VariantTrainConfig, compose_variant
 from rss_world.variants.losses import dit_loss, sd3_loss
 from rss_world.variants.tiny import tiny_dit, tiny_sd3
 from rss_world.variants.training import as_settings, build_model, train_variant
+
+
+def run_cli(module: str, argv: list[str]) -> int:
+    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
+    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return done.value.code
 
 torch.set_num_threads(1)
 
@@ -114,11 +122,11 @@ def test_presets_list_only_what_differs_from_the_defaults():
 
 
 def test_cli_trains_a_variant_and_reports_bad_input_in_one_line(tmp_path, capsys):
-    assert train.main(["--variant", "dit", "steps=1", "batch_size=4", f"output_dir={tmp_path}"]) == 0
+    assert run_cli("rss_world.train", ["--variant", "dit", "steps=1", "batch_size=4", f"output_dir={tmp_path}"]) == 0
     assert (tmp_path / "adapters").is_dir() and "adapters saved to" in capsys.readouterr().out
     for argv in (["--variant", "dit", "steps=abc"], ["--variant", "dit", "nope=1"], ["--variant", "dit", "--resume"],
                  ["--variant", "sdxl"]):
-        assert train.main(argv) == 2, argv
+        assert run_cli("rss_world.train", argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("python -m rss_world.train: error: ") and err.count("\n") == 1, err
 
