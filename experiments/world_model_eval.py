@@ -27,17 +27,17 @@ from rss_world.rollouts import ensure_recipe_data
 from rss_world.training.config import TrainRecipe, compose_recipe
 from rss_world.training.recipe import frame_check
 from rss_world.training.world_model import train, validate
-from rss_world.world_model import WorldModel
+from rss_world.world_model import build_world_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rss_world" / "checkpoints" / "frozenlake"
+# name -> (world-model architecture in rss_world.world_model.ARCHS, training-setting changes)
 ABLATIONS = {
-    "RSR, E=4 (default)": ({}, {}),
-    "no recursion (T=1, re-encode the decoded frame each step)": ({}, {"reencode": True}),
-    "no routing (one shared expert + action embedding)": ({"shared_expert": True}, {}),
-    "E=8 (2 experts per action)": ({"experts_per_action": 2}, {}),
-    "transformer-trunk gate (gate=trunk, 4 iterations) instead of value iteration": (
-        {"gate": "trunk", "gate_iters": 4}, {}),
+    "RSR, E=4 (default)": ("rsr", {}),
+    "no recursion (T=1, re-encode the decoded frame each step)": ("rsr", {"reencode": True}),
+    "no routing (one shared expert + action embedding)": ("shared_expert", {}),
+    "E=8 (2 experts per action)": ("multi_expert", {}),
+    "paper-like transformer-trunk gate (4 iterations) instead of value iteration": ("trunk_gate", {}),
 }
 
 
@@ -91,9 +91,9 @@ def main() -> None:
         abl_lines = ["", f"Ablations at equal training steps ({steps} world-model steps + "
                      f"{args.ablation_gate_steps} gate steps each, same data, seed and optimiser; far shorter "
                      "than the shipped recipe):", "", *header]
-        for name, (mkw, tkw) in ABLATIONS.items():
+        for name, (arch, tkw) in ABLATIONS.items():
             torch.manual_seed(0)
-            model = WorldModel(dataclasses.replace(recipe.model, **mkw))
+            model = build_world_model(arch, **dataclasses.asdict(recipe.model))
             gate_steps = 2 if args.quick else args.ablation_gate_steps
             tc = dataclasses.replace(tcfg, **tkw, steps=steps, gate_steps=gate_steps, val_every=10**9,
                                      ckpt_every=10**9)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from rss_world.checkpoint import save_model
 from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_windows
@@ -23,11 +23,6 @@ from .loop import LoopConfig, Task, cosine_decay, make_accelerator, run
 def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
     """``-log Σ_{a optimal} π(a)`` per sample: any shortest-path action counts as correct."""
     return -(probs * optimal.float()).sum(-1).clamp_min(1e-8).log()
-
-
-def gate_parameters(model: WorldModel) -> list[nn.Parameter]:
-    """The planning gate's parameters (``WorldModel.gate_modules``)."""
-    return [p for m in model.gate_modules() for p in m.parameters()]
 
 
 def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -52,15 +47,15 @@ def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor
     optimal = batch["optimal"].flatten(0, 1)  # (B*(T+1), 4)
     use = alive & optimal.any(-1)
     out = {"gate": set_nll(model.action_probs(model.gate_logits(z[use])), optimal[use]).mean()}
-    if model.value_gate is not None:
-        maps = model.gate_maps(z[alive])  # (M, N, 3)
+    token_logits = model.gate_token_logits(z[alive])  # (M, N, 3) or None
+    if token_logits is not None:
         t1 = batch["frames"].shape[1]
         tiles = batch["tiles"].flatten(1)[:, None].expand(-1, t1, -1).flatten(0, 1)[alive]  # (M, N)
         cells = batch["cells"].flatten(0, 1)[alive]
         size = batch["tiles"].shape[-1]
         target = torch.stack([tiles == TILE_GOAL, tiles != TILE_HOLE], -1).float()
-        out["aux"] = (F.binary_cross_entropy_with_logits(maps[..., :2].float(), target)
-                      + F.cross_entropy(maps[..., 2].float(), cells[:, 0] * size + cells[:, 1]))
+        out["aux"] = (F.binary_cross_entropy_with_logits(token_logits[..., :2].float(), target)
+                      + F.cross_entropy(token_logits[..., 2].float(), cells[:, 0] * size + cells[:, 1]))
     else:
         out["aux"] = out["gate"].new_zeros(())
     out["loss"] = out["gate"] + out["aux"]
@@ -94,16 +89,15 @@ def train_gate(
     rng = np.random.default_rng([cfg.seed, 2])
     torch.manual_seed(cfg.seed + 2)
     # A fresh gate: a gate trained while the latent was still moving learns slower than a new one. (modules()
-    # includes each gate module itself, so ValueIterationGate.reset_parameters re-draws its kernels too.)
-    for mod in model.gate_modules():
-        for sub in mod.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
-    trainable = {id(p) for p in gate_parameters(model)}
+    # includes the gate itself, so ValueIterationGate.reset_parameters re-draws its kernels too.)
+    for sub in model.gate.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    trainable = {id(p) for p in model.gate_parameters()}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
-    opt = torch.optim.AdamW(gate_parameters(model), lr=cfg.gate_lr)
+    opt = torch.optim.AdamW(model.gate_parameters(), lr=cfg.gate_lr)
     sizes = sorted(train_data)
     device = next(model.parameters()).device
 

@@ -28,7 +28,7 @@ from rss_world.nn.routing import balance_loss
 from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
-from .gate import gate_parameters, set_nll, train_gate
+from .gate import set_nll, train_gate
 from .loop import LoopConfig, Task, make_accelerator, run, warmup_cosine
 
 FrameCheck = Callable[[np.ndarray, np.ndarray, tuple[int, int]], bool]
@@ -79,8 +79,8 @@ class WindowLoss(nn.Module):
             stat.append((F.binary_cross_entropy_with_logits(m.status_logits(z), status[:, t], reduction="none")
                          .mean((1, 2)), alive))
             if t < t1 - 1:
-                z_next, _, sel = m.step(z, actions[:, t], with_logits=m.cfg.experts_per_action > 1)
-                if m.cfg.experts_per_action > 1:
+                z_next, _, sel = m.step(z, actions[:, t], with_logits=m.experts_per_action > 1)
+                if m.experts_per_action > 1:
                     bal.append(balance_loss(sel.probs, sel.index))
             # The gate learns to plan on top of the latent, not by reshaping it: its cross-entropy sees a detached
             # latent, so a gate that is still guessing cannot inject noise into the encoder and dynamics.
@@ -175,7 +175,7 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, acc.process_index])
     # Without a gate term stage 1 does not reach the gate: freeze it, so that DDP needs no unused-parameter search.
-    frozen = [p for p in gate_parameters(model) if p.requires_grad] if cfg.gate_weight == 0 else []
+    frozen = [p for p in model.gate_parameters() if p.requires_grad] if cfg.gate_weight == 0 else []
     for p in frozen:
         p.requires_grad_(False)
     wrapped = WindowLoss(model, cfg)

@@ -71,6 +71,9 @@ class TrunkGateWorldModel(WorldModel):
     def gate_logits(self, z: Tensor) -> Tensor:
         return self.gate(z)
 
+    def gate_token_logits(self, z: Tensor) -> Tensor | None:
+        return None
+
 
 class SharedExpertWorldModel(WorldModel):
     """No routing: one LoRA expert serves every action; the action is added to the tokens as an embedding."""
@@ -119,6 +122,9 @@ class MultiExpertWorldModel(WorldModel):
         k = self.experts_per_action
         sub = self.gate["sub"]((where[..., None] * z).sum(1)).view(-1, NUM_ACTIONS, k).log_softmax(-1)
         return (logits[..., None] + sub).reshape(-1, NUM_ACTIONS * k)  # (B, 4k)
+
+    def gate_token_logits(self, z: Tensor) -> Tensor | None:
+        return self.gate["value"].token_logits(z)
 
     def action_probs(self, gate_logits: Tensor) -> Tensor:
         return F.softmax(gate_logits.float(), -1).view(-1, NUM_ACTIONS, self.experts_per_action).sum(-1)

@@ -36,10 +36,6 @@ class WorldModelConfig:
     max_size: int = 16
     mlp_ratio: float = 2.0
 
-    # TEMP(merge): old names still used by modules being restructured in parallel; removed before this lands.
-    experts_per_action = 1
-    num_experts = NUM_ACTIONS
-
     def checks(self) -> dict[str, bool]:
         """Field name -> whether its value is valid (subclasses add their own fields)."""
         return {

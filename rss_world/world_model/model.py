@@ -122,6 +122,11 @@ class WorldModel(nn.Module):
         """The planning gate's logits ``(B, E)`` over experts at latent ``z`` (here one expert per action)."""
         return self.gate(z)[0]
 
+    def gate_token_logits(self, z: Tensor) -> Tensor | None:
+        """The value-iteration gate's per-token logits ``(B, N, 3)``: goal here, walkable here, agent here (``None``
+        for a gate without them)."""
+        return self.gate.token_logits(z)
+
     def action_probs(self, gate_logits: Tensor) -> Tensor:
         """Gate logits -> action distribution ``(B, 4)``."""
         return F.softmax(gate_logits.float(), -1)
@@ -137,17 +142,6 @@ class WorldModel(nn.Module):
     def step_input(self, x: Tensor, action: Tensor) -> Tensor:
         """What the dynamics layer attends over, given the action (the action enters only through routing)."""
         return x
-
-    # TEMP(merge): old names still used by modules being restructured in parallel; removed before this lands.
-    def gate_modules(self) -> list[nn.Module]:
-        return [self.gate]
-
-    @property
-    def value_gate(self):
-        return self.gate if isinstance(self.gate, ValueIterationGate) else None
-
-    def gate_maps(self, z: Tensor) -> Tensor:
-        return self.gate.token_logits(z)
 
     # ------------------------------------------------------------------ encode / decode
     def check_frames(self, frames: Tensor) -> int:

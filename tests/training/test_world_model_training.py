@@ -12,7 +12,6 @@ from rss_world.checkpoint import load_model
 from rss_world.envs.oracle import move
 from rss_world.envs.render import render_grid
 from rss_world.training.config import TrainConfig
-from rss_world.training.gate import gate_parameters
 from rss_world.training.world_model import train
 
 # The recipe's settings scaled to one 3x3 map and one-step windows; no validation, no stage 2.
@@ -50,7 +49,7 @@ def test_gate_stage_changes_only_the_gate(tmp_path):
     data = {3: transitions()}
     cfg = TrainConfig(**{**SMALL, "steps": 2, "ckpt_every": 2, "gate_steps": 3, "gate_batch": 8})
     m = tiny_model(seed=2)
-    gate = {id(p) for p in gate_parameters(m)}
+    gate = {id(p) for p in m.gate_parameters()}
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     train(m, data, None, dataclasses.replace(cfg, gate_steps=0), tmp_path / "r", progress=False)  # stage 1 only
     stage1 = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
