@@ -11,17 +11,18 @@ from safetensors.torch import load_file, save_file
 from rss_world.checkpoint import CONFIG, WEIGHTS, load_model, save_model, weights_digest
 from rss_world.world_model import ARCHS, build_world_model
 
-TINY = dict(dim=32, heads=2, enc_layers=1, gate_sweeps=1, rank=4)
 
 @pytest.fixture
 def ckpt(tmp_path, tiny_settings) -> Path:
     torch.manual_seed(0)
     return save_model(tmp_path / "ck", build_world_model(**tiny_settings), {"note": "test"})
 
+
 def edit_config(path: Path, change) -> None:
     cfg = json.loads((path / CONFIG).read_text())
     change(cfg)
     (path / CONFIG).write_text(json.dumps(cfg))
+
 
 def rewrite_weights(path: Path, change) -> None:
     """Change the weights and re-record their sha256, so only the content check can catch the change."""
@@ -29,6 +30,7 @@ def rewrite_weights(path: Path, change) -> None:
     change(state)
     save_file(state, path / WEIGHTS)
     edit_config(path, lambda c: c.update(sha256=weights_digest(path / WEIGHTS)))
+
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_every_architecture_round_trips(tmp_path, tiny_settings, arch):
@@ -39,6 +41,7 @@ def test_every_architecture_round_trips(tmp_path, tiny_settings, arch):
     z = torch.randn(2, 9, 32)
     with torch.no_grad():
         assert torch.equal(m.imagine(z, steps=2).frames, m2.imagine(z, steps=2).frames)
+
 
 BAD = {
     "legacy layout": (lambda p: edit_config(p, lambda c: c.update(format="rss_world.checkpoint/1")),
@@ -55,6 +58,7 @@ BAD = {
     "not json": (lambda p: (p / CONFIG).write_text("{not json"), "not valid JSON"),
 }
 
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_checkpoints_are_refused(ckpt, tmp_path, case):
     bad = tmp_path / "bad"
@@ -63,6 +67,7 @@ def test_bad_checkpoints_are_refused(ckpt, tmp_path, case):
     damage(bad)
     with pytest.raises(ValueError, match=message):
         load_model(bad)
+
 
 def test_missing_checkpoint_and_nan_save(tmp_path, tiny_settings):
     with pytest.raises(FileNotFoundError, match="does not exist"):
