@@ -40,6 +40,7 @@ from rss_world.protocols import (
 )
 from rss_world.reports import format_table, to_markdown
 from rss_world.video import VIDEO_EXTS, routing_figures, write_video
+from rss_world.world_model import WorldModel
 
 ENVS = ("frozenlake",)
 BASELINES = ("random", "greedy_manhattan", "oracle", "ppo")
@@ -188,7 +189,7 @@ def parse_sizes(text: str) -> list[int]:
     return sorted(sizes)
 
 
-def load_checkpoint(checkpoint: str | None):
+def load_checkpoint(checkpoint: str | None) -> WorldModel:
     """The world model at ``checkpoint`` (``None``: the shipped one).
 
     Raises:
@@ -266,6 +267,8 @@ def _check_benchmark(cfg: EvaluateConfig) -> None:
         bad = [x for x in names if x not in allowed]
         if bad:
             raise ValueError(f"unknown {what}(s) {bad}; expected some of {list(allowed)}")
+    if (cfg.maps_per_size is not None and cfg.maps_per_size < 1) or cfg.threads < 1 or cfg.video_episodes < 0:
+        raise ValueError("maps_per_size (or null) and threads must be >= 1, video_episodes >= 0")
     if "ppo" in cfg.baselines and cfg.ppo.steps < 1:
         raise ValueError(f"ppo.steps must be >= 1 env steps, got {cfg.ppo.steps}")
 
@@ -277,7 +280,7 @@ def _ppo_train_maps(cfg: EvaluateConfig) -> list[MapSpec]:
     return maps
 
 
-def _run_planners(cfg: EvaluateConfig, model, maps: Sequence[MapSpec]) -> dict[str, dict]:
+def _run_planners(cfg: EvaluateConfig, model: WorldModel, maps: Sequence[MapSpec]) -> dict[str, dict]:
     methods = {}
     for pname in cfg.run_planners:
         planner = make_planner(pname, model, **asdict(getattr(cfg.planners, pname)))
@@ -316,7 +319,7 @@ def _run_baselines(cfg: EvaluateConfig, maps: Sequence[MapSpec], cell_px: int,
     return methods
 
 
-def _figures(model, maps: Sequence[MapSpec], out: Path) -> None:
+def _figures(model: WorldModel, maps: Sequence[MapSpec], out: Path) -> None:
     cell_px = model.cfg.cell_px
     for s in sorted({m.size for m in maps}):
         starts = [render_grid(m.desc, find_cell(m.desc, "S"), cell_px) for m in maps if m.size == s][:64]

@@ -103,6 +103,7 @@ def test_run_benchmark_planners_and_map_baselines(tiny_ckpt, tmp_path):
     ("protocols=[sideways]", r"unknown protocol\(s\)"),
     ("env=atari", "unknown env"),
     ("ppo.steps=0", "ppo.steps must be >= 1"),
+    ("maps_per_size=0", "maps_per_size"),
     ("checkpoint=/nonexistent", "cannot load checkpoint"),
     ("sizes=[9]", "no map of size 9"),
 ])
