@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from rss_world.agent_runs import evaluate_saved, play, train_and_save
+from rss_world.imagined_rollouts import PLAY_HORIZON
 from rss_world.rl_agents import ALGOS, ENVS, SIZES, TRAIN_MAX_STEPS
 
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--agent", default="oracle", help="a saved agent .zip, or 'oracle'")
     pl.add_argument("--out", default="outputs/agents/play.gif")
     pl.add_argument("--episodes", type=int, default=3)
-    pl.add_argument("--horizon", type=int, default=16)
+    pl.add_argument("--horizon", type=int, default=PLAY_HORIZON, help="most steps of each episode")
     for s in (t, e, pl):
         s.add_argument("--checkpoint", default=None, help="world-model checkpoint directory")
         s.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rss_world.envs.maps import MapSpec, load_default_suite
-from rss_world.imagined_rollouts import imagine_episode, write_play_video
+from rss_world.imagined_rollouts import PLAY_HORIZON, imagine_episode, write_play_video
 from rss_world.rl_agents import (
     PAD_TO,
     FrameAgent,
@@ -67,7 +67,7 @@ def evaluate_saved(path: str | os.PathLike, sizes: Sequence[int], episodes: int,
 
 
 def play(checkpoint: str | os.PathLike | None, agent: str, out: str | os.PathLike, sizes: Sequence[int],
-         episodes: int, horizon: int = 16, seed: int = 0) -> int:
+         episodes: int, horizon: int = PLAY_HORIZON, seed: int = 0) -> int:
     """Video of an actor in imagination next to the same actions for real, on test maps; returns the frames written.
 
     Args:

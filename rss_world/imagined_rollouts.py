@@ -21,6 +21,7 @@ from rss_world.rl_agents import FrameAgent
 from rss_world.video import compose, write_frames
 from rss_world.world_model import WorldModel
 
+PLAY_HORIZON = 16  # steps of an imagined-vs-real episode in play videos (most test maps end sooner)
 NO_LIMIT = 10**6  # a step limit no episode here reaches: the horizon ends them
 
 
@@ -60,7 +61,7 @@ def oracle_path(desc: Sequence[str], start: tuple[int, int], horizon: int) -> li
     return path
 
 
-def imagine_episode(model: WorldModel, desc: Sequence[str], actor: FrameAgent | str, horizon: int = 16,
+def imagine_episode(model: WorldModel, desc: Sequence[str], actor: FrameAgent | str, horizon: int = PLAY_HORIZON,
                     stop_on_imagined_end: bool = False, reencode_every: int = 0) -> ImaginedEpisode:
     """Run ``actor`` in the world model from the real start of ``desc`` (open loop: it sees only imagined frames)
     and replay its actions in the real env until the real episode ends or ``horizon`` steps.

@@ -139,7 +139,7 @@ def _load_maps(suite: str, sizes: Sequence[int] | None):
 
 
 def rollout(desc: Sequence[str], rng: np.random.Generator, kind: int, eps: float, horizon: int,
-            cell_px: int = 16) -> dict[str, np.ndarray]:
+            cell_px: int) -> dict[str, np.ndarray]:
     """Run one behaviour-policy episode of ``kind`` (an index into :data:`KINDS`) on ``desc`` and return its padded
     arrays (no batch axis)."""
     from rss_world.envs.maps import find_cell
@@ -194,7 +194,7 @@ def rollout(desc: Sequence[str], rng: np.random.Generator, kind: int, eps: float
 
 
 def plan_episodes(n_maps: int, episodes: int, seed: int, random_frac: float,
-                  bump_frac: float = 0.0) -> list[tuple[int, int]]:
+                  bump_frac: float) -> list[tuple[int, int]]:
     """(map index, kind code) for every episode, from ``default_rng([seed, i])``: one uniform draw ``u`` picks
     ``random`` when ``u < random_frac``, ``bump`` when ``u < random_frac + bump_frac``, else ``oracle``."""
     out = []

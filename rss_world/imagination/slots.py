@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from rss_world.envs.maps import MapSpec, find_cell, map_id, maps_from, validate_desc
-from rss_world.envs.render import render_grid
+from rss_world.envs.render import DEFAULT_CELL_PX, render_grid
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 Suite = Sequence[MapSpec | Sequence[str]] | str | Path
 
 
 def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | None, pad_to: int | None,
-                 max_size: int = 16) -> tuple[list[MapSpec], int]:
+                 max_size: int) -> tuple[list[MapSpec], int]:
     """Maps an imagined env draws from, and the canvas side in cells.
 
     Args:
@@ -57,7 +57,7 @@ def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | No
     return maps, canvas
 
 
-def start_frame(desc: Sequence[str], cell_px: int = 16) -> np.ndarray:
+def start_frame(desc: Sequence[str], cell_px: int = DEFAULT_CELL_PX) -> np.ndarray:
     """The real frame of ``desc`` with the agent on its start cell, ``(n·cell_px, n·cell_px, 3)`` uint8."""
     return render_grid(desc, find_cell(desc, "S"), cell_px)
 

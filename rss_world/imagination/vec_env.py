@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from rss_world.envs.maps import step_limit
 from rss_world.envs.parser import parse_frame
+from rss_world.envs.render import DEFAULT_CELL_PX
 from rss_world.imagination.slots import Suite, open_slots, pick_map, resolve_maps
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
@@ -195,7 +196,7 @@ def measure_head_agreement(model: WorldModel, suite: Suite, steps: int = 64, num
 
 
 def head_parser_agreement(frames: Sequence[np.ndarray], status: np.ndarray, sizes: Sequence[int],
-                          threshold: float = 0.5, cell_px: int = 16) -> dict[str, float]:
+                          threshold: float = 0.5, cell_px: int = DEFAULT_CELL_PX) -> dict[str, float]:
     """How often the status heads agree with the frame parser on decoded frames.
 
     Args:

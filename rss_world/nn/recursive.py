@@ -155,8 +155,8 @@ class RecursiveSparseAttention(nn.Module):
         self.lora_q = StackedLoRA(dim, inner, e, r, a)
         self.lora_k = StackedLoRA(dim, inner, e, r, a)
         self.lora_v = StackedLoRA(dim, inner, e, r, a)
-        self.gate = None if external_routing else GatingNetwork(dim, cfg.cond_dim, e, cfg.per_token,
-                                                                 cfg.temperature, cfg.gate_hidden)
+        self.gate = None if external_routing else GatingNetwork(
+            dim, cfg.cond_dim, e, cfg.per_token, temperature=cfg.temperature, hidden=cfg.gate_hidden)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters: LoRA experts and gate (never the frozen base)."""

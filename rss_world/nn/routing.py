@@ -118,7 +118,8 @@ class GatingNetwork(nn.Module):
         cond_dim: int,
         num_experts: int,
         per_token: bool = True,
-        temperature: float = 5.0,
+        *,
+        temperature: float,
         hidden: int | None = None,
     ) -> None:
         super().__init__()

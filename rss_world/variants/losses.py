@@ -16,6 +16,8 @@ from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 from torch import Tensor, nn
 
+from rss_world.variants.config import VariantTrainConfig
+
 
 def dit_loss(
     model: nn.Module, scheduler: DDPMScheduler, x0: Tensor, class_labels: Tensor,
@@ -43,7 +45,8 @@ def dit_loss(
 
 def sd3_loss(
     model: nn.Module, scheduler: FlowMatchEulerDiscreteScheduler, x0: Tensor, prompt_embeds: Tensor,
-    pooled_prompt_embeds: Tensor, weighting: str = "logit_normal", generator: torch.Generator | None = None,
+    pooled_prompt_embeds: Tensor, weighting: str = VariantTrainConfig.weighting,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Flow-matching loss of an SD3 transformer on clean latents ``x0 (B, C, H, W)``.
 

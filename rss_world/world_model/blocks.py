@@ -10,7 +10,7 @@ from torch import Tensor, nn
 class Block(nn.Module):
     """Pre-LN transformer block: ``x + Attn(LN x)``, then ``x + MLP(LN x)``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by heads={heads}")
