@@ -1,4 +1,5 @@
-"""What the agent and imagination tests share: a tiny untrained world model and a loader for experiment scripts."""
+"""What the agent and imagination tests share: a tiny untrained world model with pinned heads and a loader for
+experiment scripts."""
 
 from __future__ import annotations
 
@@ -9,26 +10,26 @@ from types import ModuleType
 import pytest
 import torch
 
-from rss_world.world_model import WorldModel, WorldModelConfig
+from rss_world.world_model import WorldModel
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
-def make_tiny(seed: int = 0, goal: float | None = None, hole: float | None = None) -> WorldModel:
-    """A tiny untrained model; ``goal`` / ``hole`` pin the status head's logits (zero weights) when given."""
-    torch.manual_seed(seed)
-    m = WorldModel(WorldModelConfig(dim=32, heads=2, enc_layers=1, dec_layers=1, rank=4))
-    if goal is not None or hole is not None:
-        with torch.no_grad():
-            m.status_head.weight.zero_()
-            m.status_head.bias.copy_(torch.tensor([goal or -9.0, hole or -9.0]))
-    return m
-
-
 @pytest.fixture(scope="session")
-def tiny():
-    """The :func:`make_tiny` factory."""
-    return make_tiny
+def tiny(new_tiny):
+    """``tiny(seed=0, goal=None, hole=None)``: an untrained model of the ``tiny`` preset (the root conftest's
+    ``new_tiny``); ``goal`` / ``hole`` pin the status head's logits (zero weights, the other logit -9) when given."""
+
+    def build(seed: int = 0, goal: float | None = None, hole: float | None = None) -> WorldModel:
+        m = new_tiny(seed)
+        if goal is not None or hole is not None:
+            with torch.no_grad():
+                m.status_head.weight.zero_()
+                m.status_head.bias.copy_(torch.tensor([-9.0 if goal is None else goal,
+                                                       -9.0 if hole is None else hole]))
+        return m
+
+    return build
 
 
 def load_experiment(name: str) -> ModuleType:

@@ -13,8 +13,6 @@ from rss_world.imagination import WM_ENV_ID, LatentSlots, WorldModelEnv, start_f
 from rss_world.imagination.slots import resolve_cache_size
 from rss_world.imagination.vec_env import WorldModelVecEnv, head_parser_agreement, measure_head_agreement
 
-MAP3 = ("SFF", "FHF", "FFG")
-
 
 @pytest.fixture(scope="module")
 def maps():
@@ -22,9 +20,9 @@ def maps():
     return [m for m in suite if m.size == 3][:3] + [m for m in suite if m.size == 4][:3]
 
 
-def test_check_env(maps, tiny):
+def test_check_env(maps, tiny, map3):
     check_env(WorldModelEnv(tiny(), suite=maps, pad_to=4), skip_render_check=True)
-    check_env(WorldModelEnv(tiny(hole=-9.0), desc=MAP3), skip_render_check=True)
+    check_env(WorldModelEnv(tiny(hole=-9.0), desc=map3), skip_render_check=True)
 
 
 def test_reset_is_real_start_frame_and_shapes(maps, tiny):
@@ -42,23 +40,23 @@ def test_reset_is_real_start_frame_and_shapes(maps, tiny):
     assert obs2.shape == obs.shape and not obs2[64:].any()
 
 
-def test_heads_drive_reward_termination_and_truncation(tiny):
-    env = WorldModelEnv(tiny(goal=9.0), desc=MAP3)
+def test_heads_drive_reward_termination_and_truncation(tiny, map3):
+    env = WorldModelEnv(tiny(goal=9.0), desc=map3)
     env.reset(seed=0)
     _, r, term, trunc, info = env.step(1)
     assert (r, term, trunc) == (1.0, True, False) and info["p_goal"] > 0.99
-    env = WorldModelEnv(tiny(hole=9.0), desc=MAP3)
+    env = WorldModelEnv(tiny(hole=9.0), desc=map3)
     env.reset(seed=0)
     assert env.step(1)[1:4] == (0.0, True, False)
-    env = WorldModelEnv(tiny(goal=-9.0), desc=MAP3, max_steps=3)
+    env = WorldModelEnv(tiny(goal=-9.0), desc=map3, max_steps=3)
     env.reset(seed=0)
     outs = [env.step(0)[1:4] for _ in range(3)]
     assert outs == [(0.0, False, False), (0.0, False, False), (0.0, False, True)]
 
 
 @pytest.mark.parametrize("bad", [4, -1, 1.0, True, np.array([1]), "1", None])
-def test_bad_actions_single(bad, tiny):
-    env = WorldModelEnv(tiny(), desc=MAP3)
+def test_bad_actions_single(bad, tiny, map3):
+    env = WorldModelEnv(tiny(), desc=map3)
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
         env.step(bad)
@@ -66,18 +64,18 @@ def test_bad_actions_single(bad, tiny):
 
 @pytest.mark.parametrize("bad", [np.array([0, 1, 4]), np.array([0, -1, 2]), np.array([0, 1]),
                                  np.array([[0], [1], [2]]), np.array([0.0, 1.0, 2.0]), np.array([True, False, True])])
-def test_bad_actions_vec(bad, tiny):
-    env = WorldModelVecEnv(tiny(), 3, desc=MAP3, seed=0)
+def test_bad_actions_vec(bad, tiny, map3):
+    env = WorldModelVecEnv(tiny(), 3, desc=map3, seed=0)
     env.reset()
     with pytest.raises(ValueError, match="action"):
         env.step(bad)
 
 
-def test_bad_construction(maps, tiny):
+def test_bad_construction(maps, tiny, map3):
     with pytest.raises(ValueError, match="pad_to"):
         WorldModelEnv(tiny(), suite=maps)
     with pytest.raises(ValueError, match="exactly one"):
-        WorldModelEnv(tiny(), desc=MAP3, suite=maps)
+        WorldModelEnv(tiny(), desc=map3, suite=maps)
     with pytest.raises(ValueError, match="no map"):
         WorldModelVecEnv(tiny(), 2, suite=maps, size=7)
 
@@ -104,7 +102,7 @@ def test_batched_equals_single(maps, tiny):
         np.testing.assert_allclose([i["p_goal"] for i in vinfo], [o[4]["p_goal"] for o in outs], atol=1e-5)
 
 
-def test_auto_reset_sb3_semantics(maps, tiny):
+def test_auto_reset_sb3_semantics(maps, tiny, map3):
     vec = WorldModelVecEnv(tiny(goal=-9.0, hole=-9.0), 4, suite=maps, pad_to=4, max_steps=2, seed=0)
     vec.reset()
     _, _, dones, _ = vec.step(np.zeros(4, np.int64))
@@ -116,15 +114,15 @@ def test_auto_reset_sb3_semantics(maps, tiny):
         n = vec.slots.sizes[i]
         np.testing.assert_array_equal(obs[i][: 16 * n, : 16 * n], start_frame(maps[vec._map_index[i]].desc))
     assert (vec._steps == 0).all()
-    vec = WorldModelVecEnv(tiny(goal=9.0), 3, desc=MAP3, seed=0)
+    vec = WorldModelVecEnv(tiny(goal=9.0), 3, desc=map3, seed=0)
     vec.reset()
     obs, rew, dones, infos = vec.step(np.array([0, 1, 2]))
     assert dones.all() and (rew == 1).all() and not any(i["TimeLimit.truncated"] for i in infos)
-    np.testing.assert_array_equal(obs[0], start_frame(MAP3))
+    np.testing.assert_array_equal(obs[0], start_frame(map3))
 
 
-def test_head_parser_agreement(maps, tiny):
-    frames = [start_frame(MAP3), start_frame(MAP3)]
+def test_head_parser_agreement(maps, tiny, map3):
+    frames = [start_frame(map3), start_frame(map3)]
     got = head_parser_agreement(frames, np.array([[0.1, 0.1], [0.9, 0.1]]), [3, 3])
     assert got["goal_agreement"] == 0.5 and got["hole_agreement"] == 1.0 and got["agreement"] == 0.5
     res = measure_head_agreement(tiny(goal=-9.0, hole=-9.0), maps, steps=2, num_envs=4)
@@ -135,7 +133,7 @@ def test_head_parser_agreement(maps, tiny):
     assert res == measure_head_agreement(tiny(goal=-9.0, hole=-9.0), maps, steps=2, num_envs=4, pad_to=4)
 
 
-def test_registered_with_gymnasium_and_envs_stays_free_of_the_model(tiny):
+def test_registered_with_gymnasium_and_envs_stays_free_of_the_model(tiny, map3):
     import subprocess
     import sys
 
@@ -143,7 +141,7 @@ def test_registered_with_gymnasium_and_envs_stays_free_of_the_model(tiny):
 
     import rss_world.envs
 
-    env = gymnasium.make(WM_ENV_ID, model=tiny(goal=-9.0, hole=-9.0), desc=MAP3)
+    env = gymnasium.make(WM_ENV_ID, model=tiny(goal=-9.0, hole=-9.0), desc=map3)
     assert isinstance(env.unwrapped, WorldModelEnv)
     env.reset(seed=0)
     ends = [env.step(0)[3] for _ in range(step_limit(3))]

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from wm_helpers import MAP3, tiny_model, transitions
 
 from rss_world.checkpoint import load_model
 from rss_world.envs.oracle import move
@@ -19,11 +18,11 @@ SMALL = dict(batch=8, horizon=1, val_every=10_000, ckpt_every=10_000, gate_steps
 
 
 @pytest.mark.slow
-def test_forced_action_moves_agent_after_brief_training(tmp_path):
+def test_forced_action_moves_agent_after_brief_training(tmp_path, new_tiny, map3, map3_transitions):
     """After brief training on one 3x3 map, the frame decoded after a forced action is closer to the true next
     frame of *that* action than to the next frame of any other action (a move, not a blur of all moves)."""
-    m = tiny_model(dim=64, heads=4, rank=16, gate_sweeps=0)
-    data = transitions()
+    m = new_tiny(dim=64, heads=4, rank=16, gate_sweeps=0)
+    data = map3_transitions
     cfg = TrainConfig(**{**SMALL, "steps": 250, "batch": 32, "lr": 3e-3, "warmup": 10})
     train(m, {3: data}, None, cfg, tmp_path / "run", progress=False)
     m.eval()
@@ -31,9 +30,9 @@ def test_forced_action_moves_agent_after_brief_training(tmp_path):
     right = total = 0
     with torch.no_grad():
         for cell in starts:
-            z = m.encode(torch.from_numpy(np.stack([render_grid(MAP3, cell)] * 4)))
+            z = m.encode(torch.from_numpy(np.stack([render_grid(map3, cell)] * 4)))
             pred = m.decode(m.step(z, torch.arange(4))[0]).numpy() * 255.0  # (4, H, W, 3)
-            truth = np.stack([render_grid(MAP3, move(MAP3, cell, a)[0]) for a in range(4)]).astype(np.float32)
+            truth = np.stack([render_grid(map3, move(map3, cell, a)[0]) for a in range(4)]).astype(np.float32)
             for a in range(4):
                 dist = ((truth - pred[a]) ** 2).mean(axis=(1, 2, 3))
                 others = [b for b in range(4) if not np.array_equal(truth[b], truth[a])]
@@ -42,13 +41,16 @@ def test_forced_action_moves_agent_after_brief_training(tmp_path):
     assert right / total >= 0.9, f"{right}/{total} forced moves decoded the right way"
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 251)) and rows[0]["size"] == 3
-    assert load_model(tmp_path / "run" / "checkpoint") is not None
+    shipped = load_model(tmp_path / "run" / "checkpoint")  # the checkpoint holds the trained weights
+    assert shipped.cfg == m.cfg
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k]), k
 
 
-def test_gate_stage_changes_only_the_gate(tmp_path):
-    data = {3: transitions()}
+def test_gate_stage_changes_only_the_gate(tmp_path, new_tiny, map3_transitions):
+    data = {3: map3_transitions}
     cfg = TrainConfig(**{**SMALL, "steps": 2, "ckpt_every": 2, "gate_steps": 3, "gate_batch": 8})
-    m = tiny_model(seed=2)
+    m = new_tiny(seed=2)
     gate = {id(p) for p in m.gate_parameters()}
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     train(m, data, None, dataclasses.replace(cfg, gate_steps=0), tmp_path / "r", progress=False)  # stage 1 only
