@@ -2,9 +2,7 @@
 
 import dataclasses
 import json
-import runpy
 import sys
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -21,13 +19,6 @@ KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3,
 def collect(out, resume=False, **settings):
     """Collect with :class:`CollectConfig` settings given as keywords, without a progress bar."""
     return collect_cfg(out, CollectConfig(**settings), resume=resume, progress=False)
-
-
-def run_cli(module: str, argv: list[str]) -> int:
-    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
-    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    return done.value.code
 
 
 def _load(paths):
@@ -80,7 +71,7 @@ def test_other_seed_differs_and_resume_completes(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["seed"] == 3
 
 
-def test_cli(tmp_path, capsys):
+def test_cli(tmp_path, capsys, run_cli):
     for argv, why in ((["--env", "atari", "--out", str(tmp_path)], "invalid choice: 'atari'"),
                       (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--suite", "nope.jsonl"], "nope.jsonl"),
                       (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--bump-frac", "0.9"], "bump_frac")):
@@ -104,7 +95,6 @@ def test_one_source_for_the_collection_defaults():
 
 def test_collection_library_import_has_no_side_effects():
     import subprocess
-    import sys
 
     code = "import sys, rss_world.rollouts; print('gymnasium' in sys.modules, 'pygame' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,9 +1,6 @@
 """``python -m rss_world.train --env frozenlake``: one-line errors for bad input, one source for the recipe, a run."""
 
 import json
-import runpy
-import sys
-from unittest import mock
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,13 +8,6 @@ from omegaconf import OmegaConf
 from rss_world.rollouts import DataConfig
 from rss_world.training.config import TrainConfig, TrainRecipe, compose_recipe
 from rss_world.world_model import WorldModelConfig
-
-
-def run_cli(module: str, argv: list[str]) -> int:
-    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
-    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    return done.value.code
 
 
 @pytest.mark.parametrize("argv", [
@@ -31,7 +21,7 @@ def run_cli(module: str, argv: list[str]) -> int:
     ["--env", "frozenlake", "--variant", "dit"],
     ["--env", "frozenlake", "--resume"],
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)  # nothing may be written: the run must not start
     assert run_cli("rss_world.train", argv) == 2
     err = capsys.readouterr().err
@@ -48,7 +38,7 @@ def test_the_dataclass_defaults_are_the_recipe():
 
 
 @pytest.mark.slow
-def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path):
+def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path, run_cli):
     data = ["data.train_episodes=4", "data.val_episodes=2", "data.sizes=[3]", f"data.train_dir={tmp_path}/train",
             f"data.val_dir={tmp_path}/val"]
     run = ["model=tiny", "train.steps=2", "train.gate_steps=1", "train.val_every=2", "train.val_windows=2",

@@ -3,11 +3,9 @@
 import dataclasses
 import json
 import os
-import runpy
 import socket
 import subprocess
 import sys
-from unittest import mock
 
 import pytest
 import torch
@@ -20,13 +18,6 @@ from rss_world.variants.config import VariantConfig, VariantTrainConfig, compose
 from rss_world.variants.losses import dit_loss, sd3_loss
 from rss_world.variants.tiny import tiny_dit, tiny_sd3
 from rss_world.variants.training import as_settings, build_model, train_variant
-
-
-def run_cli(module: str, argv: list[str]) -> int:
-    """Run ``python -m <module> <argv>`` in this process, as ``python -m`` does (no import of the entry point)."""
-    with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    return done.value.code
 
 torch.set_num_threads(1)
 
@@ -121,7 +112,7 @@ def test_presets_list_only_what_differs_from_the_defaults():
     assert "num_embeds_ada_norm" not in sd3.model.kwargs() and sd3.rsr == default.rsr
 
 
-def test_cli_trains_a_variant_and_reports_bad_input_in_one_line(tmp_path, capsys):
+def test_cli_trains_a_variant_and_reports_bad_input_in_one_line(tmp_path, capsys, run_cli):
     assert run_cli("rss_world.train", ["--variant", "dit", "steps=1", "batch_size=4", f"output_dir={tmp_path}"]) == 0
     assert (tmp_path / "adapters").is_dir() and "adapters saved to" in capsys.readouterr().out
     for argv in (["--variant", "dit", "steps=abc"], ["--variant", "dit", "nope=1"], ["--variant", "dit", "--resume"],
