@@ -1,41 +1,18 @@
-"""Tile-atlas renderer vs gymnasium's renderer, and the frame parser on real renders."""
+"""The frame parser on real renders (gymnasium's own and the env's observations), under noise, and reading actions
+from frame pairs."""
 
 import numpy as np
 import pytest
 
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
-from rss_world.envs.maps import generate_map
 from rss_world.envs.parser import consistent_actions, parse_frame, read_action
-from rss_world.envs.render import FACINGS, render_grid, render_gym, resize_frame
+from rss_world.envs.render import render_grid, render_gym
 
 
-def _cases(n, seed, sizes=range(3, 9)):
-    rng = np.random.default_rng(seed)
-    sizes = list(sizes)
-    for i in range(n):
-        size = sizes[i % len(sizes)]
-        desc = generate_map(size, 0.3, rng)
-        rc = (int(rng.integers(size)), int(rng.integers(size)))
-        yield desc, rc, FACINGS[i % len(FACINGS)]
-
-
-@pytest.mark.parametrize("cell_px", [16, 8, 10])
-def test_render_grid_is_pixel_identical_to_gymnasium(cell_px):
-    for desc, rc, facing in _cases(60, cell_px, sizes=range(2, 11)):
-        assert np.array_equal(render_grid(desc, rc, cell_px, facing), render_gym(desc, rc, cell_px, facing))
-
-
-def test_resize_frame_block_mean():
-    native = np.zeros((128, 128, 3), dtype=np.uint8)
-    native[:2, :2] = 255
-    out = resize_frame(native, 2, 16)
-    assert out.shape == (32, 32, 3) and out[0, 0, 0] == 64 and out[1, 1, 0] == 0
-
-
-def test_parser_exact_on_500_real_renders():
+def test_parser_exact_on_500_real_renders(render_cases):
     """Frames from gymnasium's own renderer, sizes 3-8, every facing, agent anywhere (holes included)."""
     kinds = set()
-    for desc, rc, facing in _cases(500, 123):
+    for desc, rc, facing in render_cases(500, 123):
         frame = render_gym(desc, rc, 16, facing)
         p = parse_frame(frame)
         assert p.size == len(desc)
@@ -77,9 +54,9 @@ def test_read_action_into_hole_and_unique_moves():
     assert read_action(in_hole, p0) is None
 
 
-def test_parser_robust_to_noise_with_confidence():
+def test_parser_robust_to_noise_with_confidence(render_cases):
     rng = np.random.default_rng(0)
-    for desc, rc, _ in _cases(30, 5):
+    for desc, rc, _ in render_cases(30, 5):
         frame = render_grid(desc, rc, 16)
         noisy = np.clip(frame + rng.normal(0, 30, frame.shape), 0, 255)
         p = parse_frame(noisy)
