@@ -1,4 +1,5 @@
-"""Rollout collection: format, determinism per seed, resume, CLI errors."""
+"""Rollout collection (rss_world.rollouts): format, determinism per seed, resume, bump episodes, the recipe's data
+(its command line: test_collect.py)."""
 
 import dataclasses
 import json
@@ -69,21 +70,6 @@ def test_other_seed_differs_and_resume_completes(tmp_path):
     with pytest.raises(ValueError, match="settings"):
         collect(out, **{**KW, "eps": 0.5}, resume=True)
     assert json.loads((out / "manifest.json").read_text())["seed"] == 3
-
-
-def test_cli(tmp_path, capsys, run_cli):
-    for argv, why in ((["--env", "atari", "--out", str(tmp_path)], "invalid choice: 'atari'"),
-                      (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--suite", "nope.jsonl"], "nope.jsonl"),
-                      (["--env", "frozenlake", "--out", str(tmp_path / "x"), "--bump-frac", "0.9"], "bump_frac")):
-        assert run_cli("rss_world.collect", argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("python -m rss_world.collect: error: ") and why in err and err.count("\n") == 1, err
-    assert not (tmp_path / "x").exists()
-    argv = ["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3", "--no-progress"]
-    assert run_cli("rss_world.collect", argv) == 0
-    assert len(list((tmp_path / "y").glob("size3_*.npz"))) == 1
-    manifest = json.loads((tmp_path / "y" / "manifest.json").read_text())
-    assert manifest == CollectConfig(episodes=3, sizes=[3]).manifest()
 
 
 def test_one_source_for_the_collection_defaults():
