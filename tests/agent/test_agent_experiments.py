@@ -1,5 +1,5 @@
-"""experiments/agent_in_the_loop.py and experiments/checkpoint_throughput.py on tiny models, and the throughput
-measurements they share (rss_world.throughput)."""
+"""experiments/agent_in_the_loop.py and experiments/checkpoint_throughput.py on tiny models (the throughput
+measurements they share: test_throughput.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rss_world.checkpoint import save_model
 from rss_world.envs.maps import load_default_suite
 from rss_world.imagined_rollouts import imagine_episode
 from rss_world.rl_agents import SIZES, eval_maps
-from rss_world.throughput import real_steps_per_s, wm_steps_per_s
+from rss_world.throughput import real_steps_per_s
 
 
 def test_compounding_counts_every_real_episode_long_enough(experiment, tiny):
@@ -20,18 +20,6 @@ def test_compounding_counts_every_real_episode_long_enough(experiment, tiny):
     lengths = [len(imagine_episode(model, m.desc, "oracle", max(ail.HORIZONS)).actions) for m in maps]
     assert {k: n for k, (_, n) in got.items()} == {k: sum(n >= k for n in lengths) for k in ail.HORIZONS}
     assert got[1][0] == 1.0 - np.mean([imagine_episode(model, m.desc, "oracle", 1).exact(1) is False for m in maps])
-
-
-def test_throughput_measurements_reuse_their_envs(tiny):
-    maps = [m for s in SIZES for m in load_default_suite("train", [s])[:10]]  # every size: the warm-up visits each
-    assert real_steps_per_s(maps, "atlas", 20) > 0
-    cache: dict = {}
-    model = tiny()
-    assert wm_steps_per_s(model, maps, 4, 2, cache=cache, reencode_every=2) > 0
-    (key, env), = cache.items()
-    assert key == (4, "fp32", True, 2) and env.slots.reencode_every == 2 and env.canvas == max(SIZES)
-    wm_steps_per_s(model, maps, 4, 2, cache=cache, reencode_every=2)
-    assert list(cache.values()) == [env]  # the same settings: the env is built once
 
 
 def test_checkpoint_throughput_compares_reencoding_settings(experiment, tiny, tmp_path, monkeypatch):
