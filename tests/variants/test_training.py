@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import subprocess
@@ -13,7 +14,8 @@ from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from safetensors.torch import save_file
 
 from rss_world.nn import RSRConfig
-from rss_world.variants import attach_rsr, load_adapters
+from rss_world.variants import attach_rsr, get_handle, load_adapters
+from rss_world.variants import training as variant_training
 from rss_world.variants.config import VariantConfig, VariantTrainConfig, compose_variant
 from rss_world.variants.losses import dit_loss, sd3_loss
 from rss_world.variants.tiny import tiny_dit, tiny_sd3
@@ -27,11 +29,21 @@ def _cfg(kind: str, *overrides: str) -> VariantTrainConfig:
 
 
 @pytest.mark.parametrize("variant", ["dit", "sd3"])
-def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
+def test_training_steps_change_only_adapter_and_gate(variant, tmp_path, monkeypatch):
     cfg = _cfg(variant, "steps=3", "batch_size=8", "lr=1e-2", f"output_dir={tmp_path}", "variant.rsr.num_experts=3")
     torch.manual_seed(0)
     base = build_model(cfg.variant)
     before = {k: v.clone() for k, v in base.state_dict().items()}
+    initial = {}  # the adapters as attached, before the first step
+
+    def attach_and_record(model, layers, rsr):
+        handle = attach_rsr(model, layers, rsr)
+        adapter = {id(p) for p in handle.parameters()}
+        initial.update({(i, n): p.detach().clone() for i, proc in handle.processors.items()
+                        for n, p in proc.rsr.named_parameters() if id(p) in adapter})
+        return handle
+
+    monkeypatch.setattr(variant_training, "attach_rsr", attach_and_record)
     torch.manual_seed(0)
     result = train_variant(cfg, progress=False)
     model, handle = result["model"], result["handle"]
@@ -39,10 +51,13 @@ def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
     for name, p in model.named_parameters():
         if id(p) not in trained:
             assert torch.equal(p, before[name]), f"frozen parameter {name} changed"
-    parts = {n: p for i, proc in handle.processors.items() for n, p in proc.rsr.named_parameters()
+    parts = {(i, n): p for i, proc in handle.processors.items() for n, p in proc.rsr.named_parameters()
              if id(p) in trained}
-    for n in ("lora_q.B", "lora_q.A", "lora_v.B", "gate.out.weight", "gate.cond.weight"):
-        assert parts[n].abs().sum() > 0
+    assert parts.keys() == initial.keys() and {i for i, _ in parts} == set(cfg.variant.layers)
+    for i in cfg.variant.layers:
+        assert not initial[i, "lora_q.B"].any()  # zero-init: the adapter starts as the identity
+        for n in ("lora_q.B", "lora_q.A", "lora_v.B", "gate.out.weight", "gate.cond.weight"):
+            assert not torch.equal(parts[i, n], initial[i, n]), f"{n} of layer {i} did not move"
     assert len(result["losses"]) == 3
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["processes"] == 1 and summary["replicas_in_sync"]
@@ -51,7 +66,7 @@ def test_training_steps_change_only_adapter_and_gate(variant, tmp_path):
     assert [r["loss"] for r in log] == [round(v, 6) for v in summary["losses"]]
     reloaded = build_model(cfg.variant)
     load_adapters(reloaded, tmp_path / "adapters")
-    for a, b in zip(handle.parameters(), reloaded._rsr_handle.parameters()):
+    for a, b in zip(handle.parameters(), get_handle(reloaded).parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -89,11 +104,18 @@ def test_nan_loss_raises_clear_error(tmp_path):
 
 
 def test_local_pretrained_base_and_bad_config(tmp_path):
-    torch.manual_seed(0)
-    build_model(_cfg("sd3").variant).save_pretrained(tmp_path / "sd3" / "transformer")
+    torch.manual_seed(1)  # not the training seed: a base built afresh would have other weights
+    pretrained = build_model(_cfg("sd3").variant)
+    pretrained.save_pretrained(tmp_path / "sd3" / "transformer")
     cfg = _cfg("sd3", "steps=1", "batch_size=4", f"variant.pretrained={tmp_path}/sd3", "variant.subfolder=transformer",
                f"output_dir={tmp_path}/out")
-    assert train_variant(cfg, progress=False)["losses"]
+    result = train_variant(cfg, progress=False)
+    assert len(result["losses"]) == 1 and math.isfinite(result["losses"][0])
+    adapter = {id(p) for p in result["handle"].parameters()}
+    frozen = {n: p for n, p in result["model"].named_parameters() if id(p) not in adapter}
+    assert frozen.keys() == dict(pretrained.named_parameters()).keys()  # the base's own names: the RSR is extra
+    for n, p in pretrained.named_parameters():  # the base trained on is the local one, and stays frozen
+        assert torch.equal(frozen[n], p), n
     with pytest.raises(ValueError, match="local directory"):
         train_variant(_cfg("dit", f"variant.pretrained={tmp_path}/missing"))
     with pytest.raises(ValueError, match="out of range"):
@@ -114,7 +136,13 @@ def test_presets_list_only_what_differs_from_the_defaults():
 
 def test_cli_trains_a_variant_and_reports_bad_input_in_one_line(tmp_path, capsys, run_cli):
     assert run_cli("rss_world.train", ["--variant", "dit", "steps=1", "batch_size=4", f"output_dir={tmp_path}"]) == 0
-    assert (tmp_path / "adapters").is_dir() and "adapters saved to" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == f"adapters saved to {tmp_path}/adapters"
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and len(summary["losses"]) == 1
+    model = build_model(_cfg("dit").variant)
+    handle = load_adapters(model, tmp_path / "adapters")  # what it saved loads back
+    assert dataclasses.replace(handle.cfg, cond_dim=0) == _cfg("dit").variant.rsr  # cond_dim 0: the model's width
+    assert handle.cfg.cond_dim == model.inner_dim
     for argv in (["--variant", "dit", "steps=abc"], ["--variant", "dit", "nope=1"], ["--variant", "dit", "--resume"],
                  ["--variant", "sdxl"]):
         assert run_cli("rss_world.train", argv) == 2, argv
