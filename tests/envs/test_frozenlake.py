@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import rss_world.envs  # noqa: F401  (registers the env)
 from rss_world.envs import ENV_ID
 from rss_world.envs.frozenlake import VisualFrozenLakeEnv
-from rss_world.envs.maps import load_default_suite
+from rss_world.envs.maps import load_default_suite, map_id
 from rss_world.envs.render import render_grid
 
 DESC = ("SFFH", "FHFF", "FFFH", "HFFG")
@@ -19,7 +19,7 @@ def test_registered_and_check_env():
     check_env(env.unwrapped)
     obs, info = env.reset(seed=0)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
-    assert info["cell"] == (0, 0) and info["size"] == 4 and info["map_id"]
+    assert info["cell"] == (0, 0) and info["size"] == 4 and info["map_id"] == map_id(DESC)
     assert np.array_equal(env.render(), obs)
     env.close()
 

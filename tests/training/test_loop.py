@@ -124,6 +124,8 @@ def test_steps_reach_accelerate_trackers_and_later_stages_are_named(tmp_path):
     assert [(r["stage"], r["probe_step"], "acc" in r) for r in logged] == [("probe", 1, False), ("probe", 2, True),
                                                                             ("probe", 3, True)]
     assert not (tmp_path / "checkpoint" / "train_state.pt").exists()  # not resumable: weights only
-    assert (tmp_path / "checkpoint" / "weights.pt").exists()
+    saved = torch.load(tmp_path / "checkpoint" / "weights.pt")  # the trained weights, at the end of the run
+    assert saved.keys() == reg.net.state_dict().keys()
+    assert all(torch.equal(v, reg.net.state_dict()[k]) for k, v in saved.items())
     with pytest.raises(ValueError, match="resumable"):
         run(reg.task(acc), LoopConfig(steps=3, resumable=False), tmp_path, acc, resume=True, progress=False)

@@ -5,6 +5,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from rss_world.checkpoint import load_model
 from rss_world.rollouts import DataConfig
 from rss_world.training.config import TrainConfig, TrainRecipe, compose_recipe
 from rss_world.world_model import WorldModelConfig
@@ -38,14 +39,17 @@ def test_the_dataclass_defaults_are_the_recipe():
 
 
 @pytest.mark.slow
-def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path, run_cli):
+def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path, run_cli, tiny_settings):
     data = ["data.train_episodes=4", "data.val_episodes=2", "data.sizes=[3]", f"data.train_dir={tmp_path}/train",
             f"data.val_dir={tmp_path}/val"]
     run = ["model=tiny", "train.steps=2", "train.gate_steps=1", "train.val_every=2", "train.val_windows=2",
            "train.batch=4", "train.gate_batch=4", f"out={tmp_path}/run", *data]
     assert run_cli("rss_world.train", ["--env", "frozenlake", *run]) == 0
     out = tmp_path / "run"
-    assert (out / "train_config.yaml").exists() and (out / "checkpoint" / "model.safetensors").exists()
+    written = OmegaConf.merge(OmegaConf.structured(TrainRecipe), OmegaConf.load(out / "train_config.yaml"))
+    written = OmegaConf.to_object(written)
+    assert written == OmegaConf.to_object(compose_recipe(run))  # the resolved recipe of the run
+    assert load_model(out / "checkpoint").cfg == WorldModelConfig(**tiny_settings)  # a tiny model, loadable
     first = (out / "metrics.jsonl").read_text().splitlines()
     # stage 1 is done: the resume goes straight to stage 2, which starts afresh and replaces its rows
     assert run_cli("rss_world.train", ["--env", "frozenlake", "--resume", *run]) == 0
