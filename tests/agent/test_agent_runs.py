@@ -12,7 +12,7 @@ import torch
 
 from rss_world.agent_runs import AgentJob, train_and_judge
 from rss_world.envs.maps import load_default_suite
-from rss_world.rl_agents import eval_maps
+from rss_world.rl_agents import eval_maps, load_agent
 
 
 def untimed(d):
@@ -32,6 +32,10 @@ def test_worker_process_trains_and_judges_like_the_calling_process(tmp_path, tin
     assert set(here) >= {"success_rate", "sampled", "imagined"} and here["imagined"]["episodes"] == 4
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         path2, meta2, there = pool.submit(train_and_judge, replace(job, out=tmp_path / "there")).result()
-    assert path2 == tmp_path / "there.zip" and path2.exists()
+    assert path2 == tmp_path / "there.zip"
+    (agent, saved_meta), (agent2, _) = load_agent(path), load_agent(path2)  # the saved agents: the same weights
+    assert untimed(saved_meta) == untimed(meta)
+    weights, weights2 = agent.policy.state_dict(), agent2.policy.state_dict()
+    assert weights.keys() == weights2.keys() and all(torch.equal(v, weights2[k]) for k, v in weights.items())
     assert untimed(meta2) == untimed(meta)
     assert untimed(there) == untimed(here)
