@@ -100,7 +100,10 @@ def test_adapter_save_load_round_trip(tmp_path):
     from safetensors.torch import load_file
 
     keys = load_file(str(tmp_path / "ad" / "rsr_adapters.safetensors")).keys()
-    assert keys and all(k.split(".")[2] in ("lora_q", "lora_k", "lora_v", "gate") for k in keys)  # adapters only
+    trainable = {id(p) for p in handle.parameters()}
+    adapter = {f"layers.1.{n}" for n, p in handle.processors[1].rsr.named_parameters() if id(p) in trainable}
+    assert set(keys) == adapter  # every adapter and gate tensor, and nothing of the frozen base
+    assert {k.split(".")[2] for k in keys} == {"lora_q", "lora_k", "lora_v", "gate"}
     fresh = tiny_dit()
     loaded = load_adapters(fresh, tmp_path / "ad")
     assert loaded.cfg == handle.cfg
