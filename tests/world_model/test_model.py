@@ -24,8 +24,13 @@ def test_shapes_and_api(new_tiny, frames_of):
     assert m.decode(z1).shape == (2, 48, 48, 3)
     assert torch.allclose(m.policy(z).sum(-1), torch.ones(2))
     assert m.status(z).shape == (2, 2)
-    im = m.imagine(z, actions=torch.tensor([[2, 1, 1], [0, 0, 3]]))
-    assert im.frames.shape == (2, 4, 48, 48, 3) and len(im.latents) == 4 and im.actions.shape == (2, 3)
+    actions = torch.tensor([[2, 1, 1], [0, 0, 3]])
+    im = m.imagine(z, actions=actions)
+    assert im.frames.shape == (2, 4, 48, 48, 3) and len(im.latents) == 4 and torch.equal(im.actions, actions)
+    # imagining is stepping and decoding: its first step is step() on the first forced actions, then decode()
+    first = m.step(z, actions[:, 0])[0]
+    assert torch.equal(im.latents[0], z) and torch.allclose(im.latents[1], first)
+    assert torch.allclose(im.frames[:, 0], m.decode(z)) and torch.allclose(im.frames[:, 1], m.decode(first))
     im = m.imagine(z, steps=2)  # the gate picks
     assert im.actions.shape == (2, 2) and len(im.route) == 2
     big = m.encode(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))  # other grid sizes share the model
