@@ -228,7 +228,7 @@ def run_plan(cfg: PlanConfig) -> dict:
     sizes = _check_plan(cfg)
     model = load_checkpoint(cfg.checkpoint)
     try:
-        maps = select_maps(load_maps(cfg.maps), sizes, cfg.episodes, cfg.seed)
+        maps = select_maps(load_maps(cfg.maps, "test"), sizes, cfg.episodes, cfg.seed)  # plan: test maps unless a file
     except (OSError, ValueError) as err:
         raise ValueError(f"bad map file: {err}" if cfg.maps else str(err)) from None
     torch.set_num_threads(cfg.threads)

@@ -30,6 +30,7 @@ from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import MapSpec, load_default_suite, load_suite
 from rss_world.envs.metrics import EpisodeRecord, aggregate, run_actions
 from rss_world.envs.oracle import POLICIES, optimal_actions
+from rss_world.envs.render import DEFAULT_CELL_PX
 from rss_world.planners import Plan
 
 PROTOCOLS = ("open", "closed")
@@ -72,7 +73,7 @@ class EpisodeTrace:
 Decide = Callable[[np.ndarray, dict, int], int | None]
 
 
-def load_maps(path: str | None = None, split: str = "test") -> list[MapSpec]:
+def load_maps(path: str | None, split: str) -> list[MapSpec]:
     """Maps from a JSONL suite file, or the shipped default suite ``split``."""
     return load_suite(path) if path else load_default_suite(split)
 
@@ -196,7 +197,7 @@ def _run(make: Callable[[EpisodeTrace], Decide], maps: Sequence[MapSpec], cell_p
     return traces
 
 
-def run_planner(planner, maps: Sequence[MapSpec], protocol: str = "open", cell_px: int = 16, seed: int = 0,
+def run_planner(planner, maps: Sequence[MapSpec], protocol: str, cell_px: int = DEFAULT_CELL_PX, seed: int = 0,
                 progress: bool | str = False, max_steps: int | None = None) -> list[EpisodeTrace]:
     """Run a planner (``plan(frame) -> Plan``) on ``maps`` in the real env.
 
@@ -215,8 +216,8 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str = "open", cell_p
     return _run(make, maps, cell_px, seed, progress, max_steps)
 
 
-def run_agent(agent, maps: Sequence[MapSpec], cell_px: int = 16, seed: int = 0, progress: bool | str = False,
-              max_steps: int | None = None) -> list[EpisodeTrace]:
+def run_agent(agent, maps: Sequence[MapSpec], cell_px: int = DEFAULT_CELL_PX, seed: int = 0,
+              progress: bool | str = False, max_steps: int | None = None) -> list[EpisodeTrace]:
     """Run an agent (``reset()``, ``act(obs, info) -> int``) on ``maps`` in the real env, one episode each."""
     return _run(_agent(agent), maps, cell_px, seed, progress, max_steps)
 
@@ -278,7 +279,7 @@ class MapPolicyAgent:
         return int(self.policy.act(self.env_desc(), info["cell"], self.rng))
 
 
-def run_map_baseline(name: str, maps: Sequence[MapSpec], cell_px: int = 16, seed: int = 0,
+def run_map_baseline(name: str, maps: Sequence[MapSpec], cell_px: int = DEFAULT_CELL_PX, seed: int = 0,
                      progress: bool | str = False) -> list[EpisodeTrace]:
     """Run random, greedy-Manhattan or oracle on ``maps`` (they are given the true map of each episode)."""
     current: dict[str, Sequence[str]] = {}
