@@ -1,8 +1,9 @@
 """Batched imagined-env throughput of two or more world-model checkpoints, side by side in one run.
 
-    mkdir -p /tmp/dec2 && git show 8ffa6d0:rss_world/checkpoints/frozenlake/config.json > /tmp/dec2/config.json
-    git show 8ffa6d0:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/dec2/model.safetensors
-    python experiments/checkpoint_throughput.py /tmp/dec2 rss_world/checkpoints/frozenlake
+    mkdir -p /tmp/old && git show 8ffa6d0:rss_world/checkpoints/frozenlake/config.json > /tmp/old/config.json
+    git show 8ffa6d0:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/old/model.safetensors
+    python -c "from rss_world.checkpoint import convert_legacy; convert_legacy('/tmp/old', '/tmp/dec2')"
+    python experiments/checkpoint_throughput.py /tmp/dec2 rss_world/checkpoints/frozenlake  # 2 decoder blocks vs 1
     python experiments/checkpoint_throughput.py rss_world/checkpoints/frozenlake --reencode-every 0 4 1 \
         --out experiments/results/reencode_throughput.md      # what re-encoding the decoded frame costs
 

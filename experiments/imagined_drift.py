@@ -1,10 +1,11 @@
 """Open-loop drift of imagined rollouts under scripted actors, for one or more world-model checkpoints side by side.
 
-    mkdir -p /tmp/nobump && git show fb03032:rss_world/checkpoints/frozenlake/config.json > /tmp/nobump/config.json
-    git show fb03032:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/nobump/model.safetensors
+    mkdir -p /tmp/old && git show fb03032:rss_world/checkpoints/frozenlake/config.json > /tmp/old/config.json
+    git show fb03032:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/old/model.safetensors
+    python -c "from rss_world.checkpoint import convert_legacy; convert_legacy('/tmp/old', '/tmp/nobump')"
     python experiments/imagined_drift.py rss_world/checkpoints/frozenlake /tmp/nobump
 
-(``fb03032`` holds the model shipped before training data had bump episodes.)
+(``fb03032`` holds the model shipped before training data had bump episodes, in checkpoint format 1.)
 
 Agents trained in imagination press against the grid's edge for many steps in a row. This measures how long the
 imagined frames stay exact under such actions, with scripted actors that need no trained agent (so the numbers do

@@ -50,7 +50,7 @@ def _stats(st: dict) -> str:
 
 def target_table(results: dict) -> list[str]:
     """Rows: each target, for the gate planner and for search; VPRL's published number for reference."""
-    lines = ["| target | gate planner (paper) | latent search | goal |", "|---|---|---|---|"]
+    lines = ["| target | gate planner (paper's mechanism, our VI gate) | latent search | goal |", "|---|---|---|---|"]
     for label, protocol, sizes, key, goal in TARGETS:
         cells = []
         for planner in ("gate", "search"):

@@ -55,7 +55,7 @@ class PlanConfig:
         maps: JSONL map suite; ``None``: the shipped test split.
         sizes: map sizes, e.g. ``"3-8"``, ``"4"`` or ``"3,5,7"`` (see :func:`parse_sizes`).
         episodes: episodes, spread evenly over the sizes.
-        planner: ``"gate"`` (the paper) or ``"search"`` (latent search), with default settings.
+        planner: ``"gate"`` (the paper's mechanism, our gate) or ``"search"``, with default settings.
         protocol: ``"closed"`` (MPC: re-encode and re-plan after every action) or ``"open"`` loop.
         checkpoint: checkpoint directory; ``None``: the shipped model.
         seed: map selection and env seed.

@@ -6,7 +6,7 @@ and ``results.md`` under ``out``. The settings and their defaults are :class:`rs
 Hydra overrides work, e.g.::
 
     python -m rss_world.evaluate maps_per_size=20 baselines=[oracle] planners.search.max_expansions=200
-    python -m rss_world.evaluate checkpoint=outputs/train/frozenlake/best ppo.steps=100000 video_episodes=2
+    python -m rss_world.evaluate checkpoint=outputs/train/frozenlake/checkpoint ppo.steps=100000 video_episodes=2
 
 Bad input (unknown key, bad value, missing checkpoint) prints one line on stderr and exits with status 2.
 """

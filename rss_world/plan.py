@@ -5,7 +5,7 @@ Examples::
     python -m rss_world.plan --env frozenlake                          # a few test maps, table + GIF
     python -m rss_world.plan --env frozenlake --planner gate --protocol closed --sizes 3-8 --episodes 60 \\
         --json outputs/plan/result.json --video outputs/plan/run.mp4
-    python -m rss_world.plan --env frozenlake --maps my_maps.jsonl --checkpoint outputs/train/frozenlake/best
+    python -m rss_world.plan --env frozenlake --maps my_maps.jsonl --checkpoint outputs/train/frozenlake/checkpoint
 
 Bad input (unknown env, unreadable map file, missing checkpoint, bad option) prints one line on stderr and
 exits with status 2. The defaults are those of :class:`rss_world.benchmark.PlanConfig`.
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--episodes", type=int, default=d.episodes,
                     help=f"episodes, spread evenly over the sizes (default {d.episodes})")
     ap.add_argument("--planner", default=d.planner, choices=PLANNERS,
-                    help=f"gate (the paper) or search (default {d.planner})")
+                    help=f"gate (one expert per latent step) or search (default {d.planner})")
     ap.add_argument("--protocol", default=d.protocol, choices=PROTOCOLS,
                     help=f"closed loop (MPC: re-encode and re-plan after every action) or open loop "
                          f"(default {d.protocol})")

@@ -3,7 +3,8 @@
 Losses on windows of ``horizon`` steps (default 8):
 
 * reconstruction: decoded frame k vs true frame k, for k = 0 (the encoded start) and every latent step;
-* gate: cross-entropy against the oracle's optimal action *set*: ``-log Σ_{a optimal} π(a | z_k)``;
+* gate: cross-entropy against the oracle's optimal action *set*: ``-log Σ_{a optimal} π(a | z_k)`` (weight 0 in the
+  shipped recipe, whose stage 2 trains the gate on the frozen model: ``rss_world.training.gate``);
 * status: per-token BCE for "agent on goal here" and "agent in hole here";
 * balance: Switch balance loss over the chosen experts (only when several experts serve one action).
 
