@@ -89,11 +89,17 @@ def map3_transitions(map3) -> Episodes:
 @pytest.fixture(scope="session")
 def run_cli() -> Callable[[str, list[str]], int]:
     """``run_cli(module, argv)``: runs ``python -m <module> <argv>`` in this process, as ``python -m`` does (the
-    entry point is never imported), and returns its exit code."""
+    entry point is never imported), and returns its exit code. A copy of the module that another test imported
+    is set aside for the run, so the command runs its own fresh ``__main__``."""
 
     def run(module: str, argv: list[str]) -> int:
-        with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        imported = sys.modules.pop(module, None)
+        try:
+            with mock.patch.object(sys, "argv", [module, *argv]), pytest.raises(SystemExit) as done:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+        finally:
+            if imported is not None:
+                sys.modules[module] = imported
         return done.value.code
 
     return run
