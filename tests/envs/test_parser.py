@@ -9,6 +9,7 @@ from rss_world.envs.parser import consistent_actions, parse_frame, read_action
 from rss_world.envs.render import render_grid, render_gym
 
 
+@pytest.mark.slow
 def test_parser_exact_on_500_real_renders(render_cases):
     """Frames from gymnasium's own renderer, sizes 3-8, every facing, agent anywhere (holes included)."""
     kinds = set()
