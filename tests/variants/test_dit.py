@@ -11,8 +11,6 @@ from rss_world.variants import attach_rsr, detach_rsr, get_handle, load_adapters
 from rss_world.variants import dit as vdit
 from rss_world.variants.tiny import dit_pipeline, tiny_dit, tiny_sd3
 
-torch.set_num_threads(1)
-
 
 def _inputs(b: int = 3):
     g = torch.Generator().manual_seed(1)

@@ -10,8 +10,6 @@ from rss_world.variants import attach_rsr, detach_rsr, get_handle, load_adapters
 from rss_world.variants import sd3 as vsd3
 from rss_world.variants.tiny import TEXT_DIM, sd3_pipeline, tiny_dit, tiny_sd3
 
-torch.set_num_threads(1)
-
 
 def _inputs(b: int = 2):
     g = torch.Generator().manual_seed(1)

@@ -21,8 +21,6 @@ from rss_world.variants.losses import dit_loss, sd3_loss
 from rss_world.variants.tiny import tiny_dit, tiny_sd3
 from rss_world.variants.training import as_settings, build_model, train_variant
 
-torch.set_num_threads(1)
-
 
 def _cfg(kind: str, *overrides: str) -> VariantTrainConfig:
     return as_settings(compose_variant(kind, overrides))
