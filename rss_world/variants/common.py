@@ -161,6 +161,14 @@ def get_handle(model: nn.Module) -> RSRHandle | None:
     return getattr(model, _HANDLE_ATTR, None)
 
 
+def check_model(model: nn.Module, cls: type, kind: str, other: str) -> None:
+    """Raise ``ValueError`` unless ``model`` is a ``cls`` (the variant ``kind``'s diffusers transformer)."""
+    if not isinstance(model, cls):
+        hint = " (pass pipe.transformer, not the pipeline)" if hasattr(model, "transformer") else ""
+        raise ValueError(f"rss_world.variants.{kind} expects a diffusers {cls.__name__}, got "
+                         f"{type(model).__name__}{hint}; for {other.upper()} use rss_world.variants.{other}")
+
+
 def rsr_for_attention(attn: nn.Module, cfg: RSRConfig) -> RecursiveSparseAttention:
     """The core layer around a diffusers ``Attention``'s vision projections (and its q/k norms, if any)."""
     return RecursiveSparseAttention(cfg, attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], heads=attn.heads,

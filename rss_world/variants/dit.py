@@ -67,10 +67,7 @@ class DiTRSRProcessor(RSRProcessor):
 
 
 def _check_model(model: nn.Module) -> None:
-    if not isinstance(model, DiTTransformer2DModel):
-        hint = " (pass pipe.transformer, not the pipeline)" if hasattr(model, "transformer") else ""
-        raise ValueError(f"rss_world.variants.dit expects a diffusers DiTTransformer2DModel, got "
-                         f"{type(model).__name__}{hint}; for SD3 use rss_world.variants.sd3")
+    common.check_model(model, DiTTransformer2DModel, KIND, "sd3")
 
 
 def _attn(model: DiTTransformer2DModel, i: int) -> Attention:

@@ -77,10 +77,7 @@ class SD3RSRProcessor(RSRProcessor):
 
 
 def _check_model(model: nn.Module) -> None:
-    if not isinstance(model, SD3Transformer2DModel):
-        hint = " (pass pipe.transformer, not the pipeline)" if hasattr(model, "transformer") else ""
-        raise ValueError(f"rss_world.variants.sd3 expects a diffusers SD3Transformer2DModel, got "
-                         f"{type(model).__name__}{hint}; for DiT use rss_world.variants.dit")
+    common.check_model(model, SD3Transformer2DModel, KIND, "dit")
 
 
 def _attn(model: SD3Transformer2DModel, i: int) -> Attention:
