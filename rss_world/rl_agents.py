@@ -148,15 +148,17 @@ def make_training_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_
     raise ValueError(f"unknown env kind {kind!r}, expected one of {ENVS}")
 
 
-def build_agent(algo: str, env, seed: int = 0, cell_px: int = DEFAULT_CELL_PX):
-    """A fresh SB3 agent (PPO or DQN) with the :class:`CellCNN` extractor, on the CPU."""
+def build_agent(algo: str, env, seed: int = 0, cell_px: int = DEFAULT_CELL_PX, recipe: dict | None = None):
+    """A fresh SB3 agent (PPO or DQN) with the :class:`CellCNN` extractor, on the CPU; PPO uses ``recipe``
+    (default :data:`PPO_RECIPE`)."""
     from stable_baselines3 import DQN, PPO
 
     kw = {"features_extractor_class": CellCNN, "features_extractor_kwargs": {"cell_px": cell_px},
           "net_arch": [64]}
     if algo == "ppo":
         n_steps = max(8, min(128, 2048 // env.num_envs))
-        return PPO("CnnPolicy", env, n_steps=n_steps, **PPO_RECIPE, policy_kwargs=kw, seed=seed, device="cpu",
+        recipe = PPO_RECIPE if recipe is None else recipe
+        return PPO("CnnPolicy", env, n_steps=n_steps, **recipe, policy_kwargs=kw, seed=seed, device="cpu",
                    verbose=0)
     if algo == "dqn":
         return DQN("CnnPolicy", env, buffer_size=20_000, learning_starts=1000, train_freq=4, batch_size=64,
@@ -167,8 +169,9 @@ def build_agent(algo: str, env, seed: int = 0, cell_px: int = DEFAULT_CELL_PX):
 
 def train_agent(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model: WorldModel | None = None,
                 n_envs: int = 16, pad_to: int = PAD_TO, seed: int = 0, max_steps: int | None = TRAIN_MAX_STEPS,
-                reencode_every: int = 0) -> tuple[object, dict]:
-    """Train an agent for ``steps`` env steps in the world model or the real env.
+                reencode_every: int = 0, recipe: dict | None = None) -> tuple[object, dict]:
+    """Train an agent for ``steps`` env steps in the world model or the real env (PPO: ``recipe``, default
+    :data:`PPO_RECIPE`).
 
     Training episodes are truncated at ``max_steps`` in either env (an imagination horizon, as in Dreamer, IRIS
     and DIAMOND: imagined frames drift on very long rollouts; SB3 bootstraps the value at truncation). ``None``
@@ -187,7 +190,7 @@ def train_agent(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], m
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     env = make_training_env(env_kind, maps, n_envs, pad_to, model, seed, max_steps=max_steps,
                             reencode_every=reencode_every)
-    agent = build_agent(algo, env, seed, cell_px)
+    agent = build_agent(algo, env, seed, cell_px, recipe)
     t0 = time.perf_counter()
     agent.learn(total_timesteps=steps)
     meta = {"algo": algo, "env": env_kind, "steps": int(agent.num_timesteps), "pad_to": pad_to, "cell_px": cell_px,
