@@ -34,7 +34,7 @@ def step_limit(size: int) -> int:
     """The episode step limit of a ``size`` x ``size`` map: ``4 · size²`` (every env and evaluation uses this)."""
     return 4 * size * size
 DEFAULT_P_HOLE = 0.2
-_MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # gymnasium order: LEFT, DOWN, RIGHT, UP
+DELTAS = ((0, -1), (1, 0), (0, 1), (-1, 0))  # (row, col) moves in gymnasium's action order: LEFT, DOWN, RIGHT, UP
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def is_solvable(desc: Sequence[str]) -> bool:
         r, c = queue.popleft()
         if (r, c) == goal:
             return True
-        for dr, dc in _MOVES:
+        for dr, dc in DELTAS:
             nr, nc = r + dr, c + dc
             if 0 <= nr < n and 0 <= nc < n and (nr, nc) not in seen and desc[nr][nc] != "H":
                 seen.add((nr, nc))

@@ -12,12 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from rss_world.envs.maps import find_cell
+from rss_world.envs.maps import DELTAS, find_cell
 
 LEFT, DOWN, RIGHT, UP = 0, 1, 2, 3
 ACTIONS = (LEFT, DOWN, RIGHT, UP)
 ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
-DELTAS = ((0, -1), (1, 0), (0, 1), (-1, 0))
 UNREACHABLE = -1
 
 

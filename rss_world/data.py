@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TILE_GOAL, TILE_HOLE = 3, 1
+from rss_world.envs.parser import TILE_CODES
+
+TILE_GOAL, TILE_HOLE = TILE_CODES["G"], TILE_CODES["H"]
 
 
 @dataclass
