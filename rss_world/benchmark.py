@@ -91,7 +91,7 @@ class PPOConfig:
         split: shipped split of the training maps (only the benchmark's sizes are used).
     """
 
-    steps: int = 20000
+    steps: int = 200000
     split: str = "train"
 
 
