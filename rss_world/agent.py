@@ -24,13 +24,14 @@ from collections.abc import Sequence
 import torch
 
 from rss_world.agent_runs import evaluate_saved, play, train_and_save
+from rss_world.cli import ArgumentParser, run_command
 from rss_world.imagined_rollouts import PLAY_HORIZON
 from rss_world.rl_agents import ALGOS, ENVS, SIZES, TRAIN_MAX_STEPS
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``train``, ``eval`` and ``play`` subcommands and their options."""
-    p = argparse.ArgumentParser(prog="python -m rss_world.agent", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m rss_world.agent", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train an agent in the world model or the real env")
     t.add_argument("--env", choices=ENVS, required=True)
@@ -56,24 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    if args.cmd == "train":
+        path, meta = train_and_save(args.algo, args.env, args.steps, args.sizes, args.out, args.checkpoint,
+                                    args.n_envs, args.seed, args.train_max_steps or None)
+        print(f"saved {path}: {json.dumps(meta)}")
+    elif args.cmd == "eval":
+        print(json.dumps(evaluate_saved(args.agent, args.sizes, args.episodes, args.seed), indent=1))
+    else:
+        n = play(args.checkpoint, args.agent, args.out, args.sizes, args.episodes, args.horizon, args.seed)
+        print(f"wrote {n} frames to {args.out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``train``, ``eval`` and ``play`` (see the module docstring); returns the exit status."""
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        if args.cmd == "train":
-            path, meta = train_and_save(args.algo, args.env, args.steps, args.sizes, args.out, args.checkpoint,
-                                        args.n_envs, args.seed, args.train_max_steps or None)
-            print(f"saved {path}: {json.dumps(meta)}")
-        elif args.cmd == "eval":
-            print(json.dumps(evaluate_saved(args.agent, args.sizes, args.episodes, args.seed), indent=1))
-        else:
-            n = play(args.checkpoint, args.agent, args.out, args.sizes, args.episodes, args.horizon, args.seed)
-            print(f"wrote {n} frames to {args.out}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(build_parser(), argv, _run)
 
 
 if __name__ == "__main__":

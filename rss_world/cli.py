@@ -19,12 +19,13 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 command: Callable[[argparse.Namespace], object]) -> int:
     """Parse ``argv`` and call ``command(args)``; return the exit status.
 
-    Bad input, from the parser or a ``ValueError`` of the command, prints ``<prog>: error: <first line>`` on stderr
-    and returns 2. The library validates everything before it starts work, so a ``ValueError`` is bad input.
+    Bad input, from the parser or a ``ValueError`` (or ``FileNotFoundError``: a file the user named is missing) of
+    the command, prints ``<prog>: error: <first line>`` on stderr and returns 2. The library validates everything
+    before it starts work, so such an error is bad input.
     """
     try:
         command(parser.parse_args(argv))
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         lines = str(err).strip().splitlines() or [type(err).__name__]
         print(f"{parser.prog}: error: {lines[0]}", file=sys.stderr)
         return 2
