@@ -50,6 +50,15 @@ def load_shards(directory: str | Path, sizes: list[int] | None = None) -> dict[i
     return out
 
 
+def sample_batch(data: dict[int, Episodes], batch: int, horizon: int, rng: np.random.Generator,
+                 device: torch.device | str) -> tuple[dict[str, torch.Tensor], int]:
+    """A training batch: a grid size drawn uniformly from ``data``, then :func:`sample_windows` of that size, on
+    ``device``. Returns the batch and its size."""
+    sizes = sorted(data)
+    size = sizes[int(rng.integers(len(sizes)))]
+    return {k: v.to(device) for k, v in sample_windows(data[size], batch, horizon, rng).items()}, size
+
+
 def sample_windows(ep: Episodes, batch: int, horizon: int, rng: np.random.Generator,
                    long: bool = False) -> dict[str, torch.Tensor]:
     """A batch of windows of ``horizon`` steps starting at random non-terminal states.

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rss_world.checkpoint import save_model
-from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_windows
+from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_batch
 from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
-from .loop import LoopConfig, Task, cosine_decay, make_accelerator, run
+from .loop import LoopConfig, Task, cosine_decay, frozen, make_accelerator, run
 
 
 def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
@@ -93,26 +93,18 @@ def train_gate(
     for sub in model.gate.modules():
         if hasattr(sub, "reset_parameters"):
             sub.reset_parameters()
-    trainable = {id(p) for p in model.gate_parameters()}
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in trainable)
     opt = torch.optim.AdamW(model.gate_parameters(), lr=cfg.gate_lr)
-    sizes = sorted(train_data)
     device = next(model.parameters()).device
 
     def draw() -> tuple[dict[str, Tensor], dict[str, Any]]:
-        ep = train_data[sizes[int(rng.integers(len(sizes)))]]
-        return {k: v.to(device) for k, v in sample_windows(ep, cfg.gate_batch, cfg.horizon, rng).items()}, {}
+        return sample_batch(train_data, cfg.gate_batch, cfg.horizon, rng, device)[0], {}
 
     meta = {"step": cfg.steps, "gate_steps": cfg.gate_steps, "train": asdict(cfg)}
     task = Task(model=model, optimizer=opt, draw=draw, losses=gate_losses,
                 schedule=lambda s: cosine_decay(s / cfg.gate_steps, cfg.lr_min_ratio), rng=rng, validate=validate,
                 save=lambda d, step: save_model(d, model, meta))
     loop = LoopConfig(steps=cfg.gate_steps, val_every=cfg.val_every, stage="gate", resumable=False)
-    try:
+    gate = {id(p) for p in model.gate_parameters()}
+    with frozen([p for p in model.parameters() if id(p) not in gate]):  # the gate alone trains
         result = run(task, loop, out, accelerator or make_accelerator(), progress=progress, local=True)
-    finally:
-        for n, p in model.named_parameters():
-            p.requires_grad_(flags[n])
     return result.last_val

@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rss_world.checkpoint import load_model, save_model
-from rss_world.data import Episodes, sample_windows
+from rss_world.data import Episodes, sample_batch, sample_windows
 from rss_world.nn.routing import balance_loss
 from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
 from .gate import set_nll, train_gate
-from .loop import LoopConfig, Task, make_accelerator, run, warmup_cosine
+from .loop import LoopConfig, Task, frozen, make_accelerator, run, warmup_cosine
 
 FrameCheck = Callable[[np.ndarray, np.ndarray, tuple[int, int]], bool]
 
@@ -175,35 +175,27 @@ def train(
     acc = accelerator or make_accelerator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, acc.process_index])
-    # Without a gate term stage 1 does not reach the gate: freeze it, so that DDP needs no unused-parameter search.
-    frozen = [p for p in model.gate_parameters() if p.requires_grad] if cfg.gate_weight == 0 else []
-    for p in frozen:
-        p.requires_grad_(False)
-    wrapped = WindowLoss(model, cfg)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    wrapped, opt = acc.prepare(wrapped, opt)
-    sizes = sorted(train_data)
     held_out = (lambda: validate(model, val_data, cfg, check)) if val_data and check else None
 
     def draw() -> tuple[dict[str, Tensor], dict[str, int]]:
-        size = sizes[int(rng.integers(len(sizes)))]
-        batch = sample_windows(train_data[size], cfg.batch, cfg.horizon, rng)
-        return {k: v.to(acc.device) for k, v in batch.items()}, {"size": size}
+        batch, size = sample_batch(train_data, cfg.batch, cfg.horizon, rng, acc.device)
+        return batch, {"size": size}
 
-    task = Task(
-        model=wrapped, optimizer=opt, draw=draw, losses=lambda m, batch: m(batch),
-        schedule=lambda s: lr_factor(s, cfg), rng=rng,
-        validate=held_out,
-        save=lambda d, step: save_model(d, model, {"step": step, "train": asdict(cfg)}),
-        load=lambda d: model.load_state_dict(load_model(d).state_dict()),
-    )
     loop = LoopConfig(steps=cfg.steps, grad_clip=cfg.grad_clip, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every)
-    try:
+    # Without a gate term stage 1 does not reach the gate: freeze it, so that DDP needs no unused-parameter search.
+    with frozen(model.gate_parameters() if cfg.gate_weight == 0 else []):
+        wrapped = WindowLoss(model, cfg)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
+        wrapped, opt = acc.prepare(wrapped, opt)
+        task = Task(
+            model=wrapped, optimizer=opt, draw=draw, losses=lambda m, batch: m(batch),
+            schedule=lambda s: lr_factor(s, cfg), rng=rng,
+            validate=held_out,
+            save=lambda d, step: save_model(d, model, {"step": step, "train": asdict(cfg)}),
+            load=lambda d: model.load_state_dict(load_model(d).state_dict()),
+        )
         result = run(task, loop, out, acc, resume=resume, stop_after=stop_after, progress=progress)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     last_val = result.last_val
     if cfg.gate_steps > 0 and result.step == cfg.steps and acc.is_main_process:
         last_val = train_gate(model, train_data, cfg, out, held_out, progress, accelerator=acc)
