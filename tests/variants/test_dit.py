@@ -18,13 +18,6 @@ def _inputs(b: int = 3):
                 class_labels=torch.tensor([1, 7, 1000])[:b])
 
 
-def _randomize(handle, std: float = 0.3) -> None:
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in handle.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-
-
 def _run_pipe(model, guidance: float = 4.0):
     pipe = dit_pipeline(model)
     return pipe(class_labels=[3, 999], guidance_scale=guidance, num_inference_steps=3,
@@ -41,12 +34,12 @@ def test_b0_pipeline_output_identical_to_base(e, t, training):
     assert torch.equal(got, want)
 
 
-def test_e1_t1_equals_peft_lora_on_the_same_projections():
+def test_e1_t1_equals_peft_lora_on_the_same_projections(randomize):
     peft = pytest.importorskip("peft")
     model = tiny_dit()
     ref = copy.deepcopy(model)
     handle = vdit.attach_rsr(model, [1], RSRConfig(num_experts=1, steps=1, rank=4))
-    _randomize(handle)
+    randomize(handle)
     rsr = handle.processors[1].rsr
     targets = [f"transformer_blocks.1.attn1.{n}" for n in ("to_q", "to_k", "to_v")]
     ref = peft.inject_adapter_in_model(peft.LoraConfig(r=4, lora_alpha=4, target_modules=targets, lora_dropout=0.0),
@@ -64,7 +57,7 @@ def test_e1_t1_equals_peft_lora_on_the_same_projections():
     torch.testing.assert_close(_run_pipe(model), _run_pipe(ref), atol=1e-4, rtol=1e-4)
 
 
-def test_detach_restores_the_base_exactly():
+def test_detach_restores_the_base_exactly(randomize):
     model = tiny_dit()
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
     before_procs = {n: m.processor for n, m in model.named_modules() if hasattr(m, "processor")}
@@ -72,7 +65,7 @@ def test_detach_restores_the_base_exactly():
     out0 = model(**_inputs()).sample
     handle = attach_rsr(model, [0, 1], RSRConfig(num_experts=2, steps=2, rank=4))
     assert all(not p.requires_grad for n, p in model.named_parameters() if ".processor." not in n)
-    _randomize(handle)
+    randomize(handle)
     assert not torch.allclose(model(**_inputs()).sample, out0)
     detach_rsr(model)
     assert get_handle(model) is None
@@ -85,10 +78,10 @@ def test_detach_restores_the_base_exactly():
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
 
 
-def test_adapter_save_load_round_trip(tmp_path):
+def test_adapter_save_load_round_trip(tmp_path, randomize):
     model = tiny_dit()
     handle = attach_rsr(model, [1], RSRConfig(num_experts=3, steps=2, rank=4))
-    _randomize(handle)
+    randomize(handle)
     want = model(**_inputs()).sample
     save_adapters(model, tmp_path / "ad")
     files = sorted(p.name for p in (tmp_path / "ad").iterdir())

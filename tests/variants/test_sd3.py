@@ -18,13 +18,6 @@ def _inputs(b: int = 2):
                 pooled_projections=torch.randn(b, TEXT_DIM, generator=g), timestep=torch.tensor([3.0, 700.0])[:b])
 
 
-def _randomize(handle, std: float = 0.3) -> None:
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in handle.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-
-
 def _run_pipe(model, guidance: float = 3.0):
     g = torch.Generator().manual_seed(2)
     pe, pooled = torch.randn(2, 5, TEXT_DIM, generator=g), torch.randn(2, TEXT_DIM, generator=g)
@@ -44,12 +37,12 @@ def test_b0_pipeline_output_identical_to_base(qk_norm, training):
     assert torch.equal(_run_pipe(model), want)
 
 
-def test_e1_t1_equals_peft_lora_on_vision_projections():
+def test_e1_t1_equals_peft_lora_on_vision_projections(randomize):
     peft = pytest.importorskip("peft")
     model = tiny_sd3()
     ref = copy.deepcopy(model)
     handle = vsd3.attach_rsr(model, [0], RSRConfig(num_experts=1, steps=1, rank=4))
-    _randomize(handle)
+    randomize(handle)
     rsr = handle.processors[0].rsr
     targets = [f"transformer_blocks.0.attn.{n}" for n in ("to_q", "to_k", "to_v")]  # vision branch only
     ref = peft.inject_adapter_in_model(peft.LoraConfig(r=4, lora_alpha=4, target_modules=targets, lora_dropout=0.0),
@@ -66,11 +59,11 @@ def test_e1_t1_equals_peft_lora_on_vision_projections():
     torch.testing.assert_close(_run_pipe(model), _run_pipe(ref), atol=1e-4, rtol=1e-4)
 
 
-def test_text_stream_rejoins_joint_attention_at_every_step():
+def test_text_stream_rejoins_joint_attention_at_every_step(randomize):
     model = tiny_sd3()
     block = model.transformer_blocks[0]
     handle = attach_rsr(model, [0], RSRConfig(num_experts=2, steps=3, rank=4))
-    _randomize(handle)
+    randomize(handle)
     x, ctx = torch.randn(2, 16, 16), torch.randn(2, 5, 16)
     handle.processors[0].set_condition(torch.randn(2, 16))
     out, text = block.attn(hidden_states=x, encoder_hidden_states=ctx)
@@ -83,13 +76,13 @@ def test_text_stream_rejoins_joint_attention_at_every_step():
     assert not torch.allclose(text, base_text)  # text tokens see the refined vision keys and values
 
 
-def test_detach_restores_base_and_round_trip(tmp_path):
+def test_detach_restores_base_and_round_trip(tmp_path, randomize):
     model = tiny_sd3()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     procs = [b.attn.processor for b in model.transformer_blocks]
     out0 = model(**_inputs()).sample
     handle = attach_rsr(model, [1], RSRConfig(num_experts=2, steps=2, rank=4))
-    _randomize(handle)
+    randomize(handle)
     want = model(**_inputs()).sample
     save_adapters(model, tmp_path / "ad")
     detach_rsr(model)
