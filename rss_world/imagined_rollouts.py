@@ -18,7 +18,7 @@ from rss_world.envs.oracle import ACTION_NAMES, optimal_actions
 from rss_world.envs.parser import parse_frame
 from rss_world.imagination.env import WorldModelEnv
 from rss_world.rl_agents import FrameAgent
-from rss_world.video import compose, write_frames
+from rss_world.video import compose, upscale_factor, write_frames
 from rss_world.world_model import WorldModel
 
 PLAY_HORIZON = 16  # steps of an imagined-vs-real episode in play videos (most test maps end sooner)
@@ -111,6 +111,9 @@ def write_play_video(episodes: Sequence[ImaginedEpisode], path: str | os.PathLik
     Raises:
         ValueError: no frames, or the extension is not .gif or .mp4.
     """
+    # one panel side for all episodes, so maps of different sizes compose (see rss_world.video.panel_side)
+    panel = max((len(ep.imagined[0]) * upscale_factor(len(ep.imagined[0]), len(ep.desc)) for ep in episodes),
+                default=None)
     frames = []
     for ep in episodes:
         n = len(ep.desc)
@@ -118,5 +121,6 @@ def write_play_video(episodes: Sequence[ImaginedEpisode], path: str | os.PathLik
             real = ep.real[min(k, len(ep.real) - 1)]
             what = "start" if k == 0 else ACTION_NAMES[ep.actions[k - 1]]
             g, h = ep.status[k]
-            frames.append(compose(real, ep.imagined[k], f"{n}x{n} t={k} {what} | heads goal {g:.2f} hole {h:.2f}"))
+            frames.append(compose(real, ep.imagined[k], f"{n}x{n} t={k} {what} | heads goal {g:.2f} hole {h:.2f}",
+                                  n, panel))
     return write_frames(frames, path, fps)
