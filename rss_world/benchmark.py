@@ -1,7 +1,5 @@
-"""Latent-space planners and baselines played in the real FrozenLake env: the ``plan`` and ``evaluate`` commands.
+"""Latent-space planners and baselines played in the real FrozenLake env: the ``evaluate`` command's library.
 
-* :func:`run_plan` (``python -m rss_world.plan``): one planner under one protocol on a few maps; prints a table
-  and writes the summary JSON and a video.
 * :func:`run_benchmark` (``experiments/planning_benchmark.py``; :func:`run_evaluate` is ``python -m
   rss_world.evaluate``): every planner under every protocol plus the baselines (random, greedy-Manhattan, oracle,
   PPO) on a map suite.
@@ -38,47 +36,12 @@ from rss_world.protocols import (
     select_maps,
     summarize,
 )
-from rss_world.reports import format_table, to_markdown
-from rss_world.video import VIDEO_EXTS, routing_figures, write_video
+from rss_world.reports import to_markdown
+from rss_world.video import routing_figures, write_video
 from rss_world.world_model import WorldModel
 
 ENVS = ("frozenlake",)
 BASELINES = ("random", "greedy_manhattan", "oracle", "ppo")
-
-
-@dataclass
-class PlanConfig:
-    """Settings of :func:`run_plan` (the ``python -m rss_world.plan`` options).
-
-    Attributes:
-        env: environment name (one of :data:`ENVS`).
-        maps: JSONL map suite; ``None``: the shipped test split.
-        sizes: map sizes, e.g. ``"3-8"``, ``"4"`` or ``"3,5,7"`` (see :func:`parse_sizes`).
-        episodes: episodes, spread evenly over the sizes.
-        planner: ``"gate"`` (the paper's mechanism, our gate) or ``"search"``, with default settings.
-        protocol: ``"closed"`` (MPC: re-encode and re-plan after every action) or ``"open"`` loop.
-        checkpoint: checkpoint directory; ``None``: the shipped model.
-        seed: map selection and env seed.
-        video: GIF or MP4 of the first episodes; ``None``: no video.
-        video_episodes: episodes in the video.
-        json: path of the summary JSON; ``None``: not written.
-        threads: torch CPU threads.
-        progress: show a progress bar.
-    """
-
-    env: str = "frozenlake"
-    maps: str | None = None
-    sizes: str = f"{DEFAULT_SIZES[0]}-{DEFAULT_SIZES[-1]}"
-    episodes: int = 6
-    planner: str = "search"
-    protocol: str = "closed"
-    checkpoint: str | None = None
-    seed: int = 0
-    video: str | None = "outputs/plan/frozenlake.gif"
-    video_episodes: int = 3
-    json: str | None = None
-    threads: int = 1
-    progress: bool = True
 
 
 @dataclass
@@ -200,55 +163,6 @@ def load_checkpoint(checkpoint: str | None) -> WorldModel:
     except (FileNotFoundError, ValueError) as err:
         hint = "" if checkpoint else " (the shipped model could not be loaded: pass a checkpoint)"
         raise ValueError(f"cannot load checkpoint: {err}{hint}") from None
-
-
-def _check_plan(cfg: PlanConfig) -> list[int]:
-    if cfg.env not in ENVS:
-        raise ValueError(f"unknown env {cfg.env!r}; available: {', '.join(ENVS)}")
-    if cfg.planner not in PLANNERS or cfg.protocol not in PROTOCOLS:
-        raise ValueError(f"planner must be one of {PLANNERS} and protocol one of {PROTOCOLS}")
-    if cfg.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {cfg.episodes}")
-    if cfg.threads < 1 or cfg.video_episodes < 0:
-        raise ValueError("--threads must be >= 1 and --video-episodes >= 0")
-    if cfg.video is not None and Path(cfg.video).suffix.lower() not in VIDEO_EXTS:
-        raise ValueError(f"--video must end in .gif or .mp4, got {cfg.video!r}")
-    if cfg.maps is not None and not Path(cfg.maps).is_file():
-        raise ValueError(f"map file {cfg.maps} does not exist")
-    return parse_sizes(cfg.sizes)
-
-
-def run_plan(cfg: PlanConfig) -> dict:
-    """Plan with ``cfg.planner`` under ``cfg.protocol`` on ``cfg.episodes`` maps; print a table and the planner
-    statistics, write the JSON and the video asked for; return the summary.
-
-    Raises:
-        ValueError: bad settings, an unreadable map file or checkpoint (before anything is run or written).
-    """
-    sizes = _check_plan(cfg)
-    model = load_checkpoint(cfg.checkpoint)
-    try:
-        maps = select_maps(load_maps(cfg.maps, "test"), sizes, cfg.episodes, cfg.seed)  # plan: test maps unless a file
-    except (OSError, ValueError) as err:
-        raise ValueError(f"bad map file: {err}" if cfg.maps else str(err)) from None
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    planner = make_planner(cfg.planner, model)
-    label = f"{cfg.planner} planner, {cfg.protocol} loop"
-    traces = run_planner(planner, maps, cfg.protocol, cell_px=model.cfg.cell_px, seed=cfg.seed,
-                         progress=label if cfg.progress else False)
-    summary = summarize(traces)
-    print(format_table(summary, f"FrozenLake, {label}, checkpoint {cfg.checkpoint or DEFAULT_CHECKPOINT}"))
-    st = planner_stats(traces)
-    print(f"plans: {st['expansions']:.1f} expansions each, {100 * st['halted_early']:.0f}% halted early, "
-          f"{st['steps_saved']:.1f} latent steps saved on average")
-    if cfg.json:
-        atomic_write_text(cfg.json, json.dumps(summary, indent=1))
-        print(f"summary: {cfg.json}")
-    if cfg.video is not None and cfg.video_episodes > 0:
-        n = write_video(traces[: cfg.video_episodes], cfg.video)
-        print(f"video: {cfg.video} ({n} frames: real | imagined | difference)")
-    return summary
 
 
 def benchmark_maps(cfg: EvaluateConfig) -> list[MapSpec]:

@@ -25,4 +25,18 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"bad config override: {first}") from None
+        raise ValueError(f"bad config override{_unparsable(overrides)}: {first}") from None
+
+
+def _unparsable(overrides: Sequence[str]) -> str:
+    """`` 'x=['`` for the first override that does not parse, else ``""``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            parser.parse_overrides([text])
+        except OverrideParseException:
+            return f" {text!r}"
+    return ""

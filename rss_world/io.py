@@ -28,3 +28,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def check_output(path: str | os.PathLike, what: str) -> Path:
+    """Check, before any work, that ``path`` can be written later; create nothing.
+
+    Raises:
+        ValueError: ``path`` is a folder, a parent on its way is a file, or the deepest existing folder above it is
+            not writable (one line naming ``what`` and the path).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder, not a file")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path} cannot be written: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{what} {path} cannot be written: permission denied")
+    return path

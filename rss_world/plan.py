@@ -2,13 +2,14 @@
 
 Examples::
 
-    python -m rss_world.plan --env frozenlake                          # a few test maps, table + GIF
+    python -m rss_world.plan --env frozenlake                          # one test map per size 3-8, table + GIF
+    python -m rss_world.plan --maps my_maps.jsonl                      # every map of your file, once
     python -m rss_world.plan --env frozenlake --planner gate --protocol closed --sizes 3-8 --episodes 60 \\
         --json outputs/plan/result.json --video outputs/plan/run.mp4
     python -m rss_world.plan --env frozenlake --maps my_maps.jsonl --checkpoint outputs/train/frozenlake/checkpoint
 
 Bad input (unknown env, unreadable map file, missing checkpoint, bad option) prints one line on stderr and
-exits with status 2. The defaults are those of :class:`rss_world.benchmark.PlanConfig`.
+exits with status 2. The defaults are those of :class:`rss_world.plan_runs.PlanConfig`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rss_world.benchmark import ENVS, PlanConfig, run_plan
+from rss_world.benchmark import ENVS
 from rss_world.cli import ArgumentParser, run_command
+from rss_world.plan_runs import DEMO_EPISODES, DEMO_SIZES, PlanConfig, run_plan
 from rss_world.planners import PLANNERS
 from rss_world.protocols import PROTOCOLS
 
@@ -30,9 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default=d.env, help=f"environment: {', '.join(ENVS)}")
     ap.add_argument("--maps", default=d.maps, help="JSONL map suite (default: the shipped test split)")
-    ap.add_argument("--sizes", default=d.sizes, help=f"map sizes, e.g. 3-8 or 3,5 (default {d.sizes})")
+    ap.add_argument("--sizes", default=d.sizes,
+                    help=f"play only maps of these sizes, e.g. 3-8 or 3,5 (default: every size of --maps, or "
+                         f"{DEMO_SIZES} of the test split)")
     ap.add_argument("--episodes", type=int, default=d.episodes,
-                    help=f"episodes, spread evenly over the sizes (default {d.episodes})")
+                    help=f"distinct maps to play, spread evenly over the sizes (default: every map of --maps, or "
+                         f"{DEMO_EPISODES} of the test split)")
     ap.add_argument("--planner", default=d.planner, choices=PLANNERS,
                     help=f"gate (one expert per latent step) or search (default {d.planner})")
     ap.add_argument("--protocol", default=d.protocol, choices=PROTOCOLS,
@@ -40,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default {d.protocol})")
     ap.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint directory (default: the shipped model)")
     ap.add_argument("--seed", type=int, default=d.seed, help=f"map selection and env seed (default {d.seed})")
-    ap.add_argument("--video", default=d.video, help=f"GIF or MP4 of the episodes (default {d.video})")
+    ap.add_argument("--video", default=d.video,
+                    help=f"GIF or MP4 of the longest episodes, and a filmstrip PNG beside it (default {d.video})")
     ap.add_argument("--no-video", dest="video", action="store_const", const=None, help="do not write a video")
     ap.add_argument("--video-episodes", type=int, default=d.video_episodes,
                     help=f"episodes in the video (default {d.video_episodes})")

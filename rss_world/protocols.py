@@ -78,34 +78,54 @@ def load_maps(path: str | None, split: str) -> list[MapSpec]:
     return load_suite(path) if path else load_default_suite(split)
 
 
-def select_maps(maps: Sequence[MapSpec], sizes: Iterable[int], episodes: int | None, seed: int = 0) -> list[MapSpec]:
-    """Pick ``episodes`` maps spread evenly over ``sizes`` (round-robin, seeded shuffle within a size).
+def select_maps(maps: Sequence[MapSpec], sizes: Iterable[int] | None, episodes: int | None,
+                seed: int = 0) -> list[MapSpec]:
+    """Pick ``episodes`` distinct maps spread evenly over ``sizes``, each map at most once.
+
+    Within a size the maps are shuffled with ``seed``; the sizes take turns (round-robin), and a size whose maps
+    are used up drops out of the rotation, so no map is ever played twice.
 
     Args:
         maps: candidate maps.
-        sizes: sizes to use; every one must have maps.
-        episodes: how many in total (``None``: all maps of those sizes, each once).
+        sizes: sizes to use, every one must have maps; ``None``: every size among ``maps``.
+        episodes: how many maps in total; ``None``: every map of those sizes.
         seed: shuffle seed.
 
+    Returns:
+        The maps, sorted by size (stable).
+
     Raises:
-        ValueError: a size has no map, or ``episodes`` < 1.
+        ValueError: a size has no map, ``episodes`` < 1, or more episodes than there are maps.
     """
-    sizes = sorted(set(sizes))
+    have = sorted({m.size for m in maps})
+    sizes = have if sizes is None else sorted(set(sizes))
+    if not sizes:
+        raise ValueError("the map file has no maps")
     rng = np.random.default_rng(seed)
     by_size = {}
     for s in sizes:
         pool = [m for m in maps if m.size == s]
         if not pool:
-            have = sorted({m.size for m in maps})
             raise ValueError(f"no map of size {s} in the map file (it has sizes {have})")
         by_size[s] = [pool[i] for i in rng.permutation(len(pool))]
+    total = sum(len(p) for p in by_size.values())
     if episodes is None:
         return [m for s in sizes for m in by_size[s]]
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    out = [by_size[sizes[k % len(sizes)]][(k // len(sizes)) % len(by_size[sizes[k % len(sizes)]])]
-           for k in range(episodes)]
-    return sorted(out, key=lambda m: m.size)
+    if episodes > total:
+        raise ValueError(f"asked for {episodes} episodes, but there are only {total} distinct maps of sizes {sizes}")
+    out: list[MapSpec] = []
+    for k in range(max(len(p) for p in by_size.values())):
+        out += [by_size[s][k] for s in sizes if k < len(by_size[s])]
+    return sorted(out[:episodes], key=lambda m: m.size)
+
+
+def per_episode(traces: Sequence[EpisodeTrace]) -> list[dict]:
+    """One row per episode: ``map_id``, ``size``, ``success``, ``steps`` (actions executed), ``optimal`` (the
+    shortest path's length) and ``actions``."""
+    return [{"map_id": t.map_id, "size": t.size, "success": bool(t.record.reached_goal), "steps": len(t.actions),
+             "optimal": int(t.record.optimal_length), "actions": [int(a) for a in t.actions]} for t in traces]
 
 
 def _play(env: VisualFrozenLakeEnv, spec: MapSpec, seed: int, decide: Decide, trace: EpisodeTrace) -> EpisodeTrace:
@@ -209,9 +229,16 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str, cell_px: int = 
         seed: env seed of the first episode (episode ``i`` uses ``seed + i``).
         progress: show a tqdm bar (a string is its label).
         max_steps: env step limit (default ``4 * size²``).
+
+    Raises:
+        ValueError: an unknown protocol, or ``cell_px`` differs from the planner's model's (its frames would be
+            read as a grid of another size).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
+    model_px = getattr(getattr(getattr(planner, "model", None), "cfg", None), "cell_px", cell_px)
+    if model_px != cell_px:
+        raise ValueError(f"frames of {cell_px} px per cell do not match the model's cell_px={model_px}")
     make = _open_loop(planner) if protocol == "open" else _closed_loop(planner)
     return _run(make, maps, cell_px, seed, progress, max_steps)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -254,15 +256,34 @@ def save_agent(agent, path: str | Path, meta: dict) -> Path:
 
 
 def load_agent(path: str | os.PathLike) -> tuple[object, dict]:
-    """Load an agent saved by :func:`save_agent`; return ``(agent, meta)``."""
+    """Load an agent saved by :func:`save_agent`; return ``(agent, meta)``.
+
+    Raises:
+        FileNotFoundError: there is no agent (``.zip``) or sidecar (``.json``) at ``path``.
+        ValueError: the sidecar is not valid JSON or names an unknown algorithm, or the zip is damaged (each one
+            line naming the file).
+    """
     from stable_baselines3 import DQN, PPO
 
     path = Path(path).with_suffix(".zip")
     if not path.exists():
         raise FileNotFoundError(f"no agent at {path}")
-    meta = json.loads(path.with_suffix(".json").read_text())
-    cls = {"ppo": PPO, "dqn": DQN}[meta["algo"]]
-    return cls.load(path, device="cpu"), meta
+    sidecar = path.with_suffix(".json")
+    if not sidecar.exists():
+        raise FileNotFoundError(f"agent {path} has no sidecar {sidecar}")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"agent sidecar {sidecar} is not valid JSON: {err}") from None
+    algos = {"ppo": PPO, "dqn": DQN}
+    if not isinstance(meta, dict) or meta.get("algo") not in algos:
+        algo = meta.get("algo") if isinstance(meta, dict) else None
+        raise ValueError(f"agent sidecar {sidecar} names unknown algo {algo!r}; expected one of {sorted(algos)}")
+    try:
+        return algos[meta["algo"]].load(path, device="cpu"), meta
+    except (zipfile.BadZipFile, EOFError, RuntimeError, pickle.UnpicklingError, KeyError, ValueError) as err:
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"agent file {path} is damaged or not a {meta['algo']} agent: {why[:200]}") from None
 
 
 def eval_maps(sizes: Sequence[int] = SIZES, episodes: int | None = 200, seed: int = 0) -> list[MapSpec]:

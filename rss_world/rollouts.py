@@ -87,6 +87,8 @@ class CollectConfig:
                              f"with random_frac + bump_frac <= 1")
         if self.episodes < 1 or self.shard_size < 1:
             raise ValueError(f"episodes {self.episodes} and shard_size {self.shard_size} must be positive")
+        if self.cell_px < 1 or (self.horizon is not None and self.horizon < 1):
+            raise ValueError(f"cell_px {self.cell_px} and horizon {self.horizon} must be positive")
 
     def manifest(self) -> dict:
         """The settings a collection directory records (and must match to be completed or reused)."""

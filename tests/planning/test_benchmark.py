@@ -1,20 +1,17 @@
-"""rss_world.benchmark: settings from the dataclasses, the plan run, the full benchmark, its checks and PPO row."""
+"""rss_world.benchmark: settings from the dataclasses, the full benchmark, its checks and PPO row."""
 
 import json
 from dataclasses import asdict
 
-import imageio.v3 as iio
 import pytest
 
 from rss_world.benchmark import (
     EvaluateConfig,
-    PlanConfig,
     benchmark_maps,
     evaluate_config,
     parse_sizes,
     run_benchmark,
     run_evaluate,
-    run_plan,
 )
 from rss_world.planners import GatePlannerConfig, SearchPlannerConfig
 from rss_world.reports import COLUMNS
@@ -34,45 +31,9 @@ def test_evaluate_config_is_the_dataclass_defaults_plus_overrides():
 
 def test_parse_sizes():
     assert parse_sizes("3-5") == [3, 4, 5] and parse_sizes("7,3, 4") == [3, 4, 7] and parse_sizes("2") == [2]
-    for text, message in (("9-3", "is empty"), ("3-20", "within 2-16"), ("x", "must look like"), ("", "look like")):
+    for text, message in (("9-3", "is empty"), ("3-40", "within 2-32"), ("x", "must look like"), ("", "look like")):
         with pytest.raises(ValueError, match=message):
             parse_sizes(text)
-
-
-@pytest.mark.parametrize("change, message", [
-    ({"env": "atari"}, "unknown env 'atari'"),
-    ({"maps": "BAD"}, "bad map file"),
-    ({"maps": "/nonexistent.jsonl"}, "does not exist"),
-    ({"checkpoint": "/nonexistent/ckpt"}, "cannot load checkpoint"),
-    ({"sizes": "9-3"}, "is empty"),
-    ({"sizes": "9"}, "no map of size 9"),
-    ({"video": "out.avi"}, ".gif or .mp4"),
-    ({"planner": "bfs"}, "planner must be one of"),
-    ({"episodes": 0}, "--episodes must be >= 1"),
-])
-def test_run_plan_rejects_bad_input_before_writing(change, message, tiny_ckpt, tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "a", "desc": ["SFF", "FHF", "FFF"]}\n')  # no goal
-    change = {k: str(bad) if v == "BAD" else v for k, v in change.items()}
-    cfg = PlanConfig(**{"checkpoint": str(tiny_ckpt), "json": str(tmp_path / "out" / "r.json"),
-                        "video": str(tmp_path / "out" / "v.gif"), "progress": False, **change})
-    with pytest.raises(ValueError, match=message):
-        run_plan(cfg)
-    assert not (tmp_path / "out").exists()
-
-
-def test_run_plan_prints_and_writes_json_and_video(tiny_ckpt, tmp_path, capsys):
-    out_json, video = tmp_path / "r.json", tmp_path / "v.gif"
-    summary = run_plan(PlanConfig(checkpoint=str(tiny_ckpt), sizes="3-4", episodes=3, planner="gate",
-                                  json=str(out_json), video=str(video), video_episodes=1, progress=False, seed=1))
-    text = capsys.readouterr().out
-    assert "gate planner, closed loop" in text and "plans:" in text and f"video: {video}" in text
-    table = [line.split() for line in text.splitlines() if line.split()[:1] in (["3"], ["4"], ["all"])]
-    assert [row[:2] for row in table] == [["3", "2"], ["4", "1"], ["all", "3"]]
-    assert json.loads(out_json.read_text()) == summary and set(summary) == SUMMARY
-    assert {s: b["episodes"] for s, b in summary["per_size"].items()} == {"3": 2, "4": 1}
-    frames = iio.imread(video, index=None)
-    assert frames.shape[1:] == (160, 400, 3) and frames[0].std() > 10
 
 
 def test_benchmark_maps_per_size_or_all():

@@ -16,18 +16,6 @@ def plan(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-@pytest.mark.slow  # one interpreter per case
-@pytest.mark.parametrize("args, message", [
-    (["--env", "atari"], "unknown env 'atari'"),  # from the library
-    (["--planner", "bfs"], "invalid choice: 'bfs'"),  # from argparse
-])
-def test_bad_input_exits_2_with_one_line(args, message, tiny_ckpt):
-    res = plan(*args, "--checkpoint", str(tiny_ckpt), "--no-video")
-    assert res.returncode == 2 and res.stdout == ""
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m rss_world.plan: error:") and message in lines[0]
-
-
 @pytest.mark.slow  # one interpreter
 def test_options_reach_the_run(tiny_ckpt, tmp_path):
     out = tmp_path / "r.json"

@@ -132,12 +132,18 @@ def test_summarize_groups_by_size_and_times_decisions(maps3):
         summarize([])
 
 
-def test_select_maps_spreads_over_sizes_and_checks(maps3):
-    maps = [*maps3, MapSpec("four", ("SFFF", "FFFF", "FFFF", "FFFG"))]
+def test_select_maps_takes_distinct_maps_spread_over_sizes(maps3):
+    fours = [MapSpec(f"four{i}", ("SFFF", "FFFF", "FFFF", "FFF" + "G" * (i == 0) + "F" * (i > 0)))
+             for i in range(3)]
+    maps = [*maps3, *fours]
     picked = select_maps(maps, [3, 4], 5, seed=0)
-    assert [m.size for m in picked] == [3, 3, 3, 4, 4]
-    assert {m.id for m in picked[:3]} == {m.id for m in maps3}  # round-robin: both 3x3 maps before a repeat
-    assert sorted(m.id for m in select_maps(maps, [4, 3], None)) == sorted(m.id for m in maps)
+    assert [m.size for m in picked] == [3, 3, 4, 4, 4]  # size 3 runs out after 2: no map is played twice
+    assert len({m.id for m in picked}) == 5
+    assert [m.size for m in select_maps(maps, [3, 4], 3, seed=0)] == [3, 3, 4]  # round-robin
+    assert sorted(m.id for m in select_maps(maps, None, None)) == sorted(m.id for m in maps)  # every map once
+    assert [m.size for m in select_maps(maps, [4], None)] == [4, 4, 4]  # sizes filter
+    with pytest.raises(ValueError, match="asked for 6 episodes, but there are only 5 distinct maps"):
+        select_maps(maps, [3, 4], 6)
     with pytest.raises(ValueError, match="no map of size 5"):
         select_maps(maps, [5], 2)
     with pytest.raises(ValueError, match="episodes must be >= 1"):
