@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +22,18 @@ from pathlib import Path
 import numpy as np
 
 LETTERS = frozenset("SFHG")
-MIN_SIZE, MAX_SIZE = 2, 16
+MIN_SIZE, MAX_SIZE = 2, 32
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = (3, 4, 5, 6, 7, 8)
 DEFAULT_QUOTAS = {"train": 1000, "val": 100, "test": 100}
 DEFAULT_SEED = 0
+DEFAULT_P_HOLE = 0.2
+DELTAS = ((0, -1), (1, 0), (0, 1), (-1, 0))  # (row, col) moves in gymnasium's action order: LEFT, DOWN, RIGHT, UP
 
 
 def step_limit(size: int) -> int:
     """The episode step limit of a ``size`` x ``size`` map: ``4 · size²`` (every env and evaluation uses this)."""
     return 4 * size * size
-DEFAULT_P_HOLE = 0.2
-DELTAS = ((0, -1), (1, 0), (0, 1), (-1, 0))  # (row, col) moves in gymnasium's action order: LEFT, DOWN, RIGHT, UP
 
 
 @dataclass(frozen=True)
@@ -77,33 +76,47 @@ def find_cell(desc: Sequence[str], letter: str) -> tuple[int, int]:
     raise ValueError(f"map has no {letter!r} cell")
 
 
+_OPEN = str.maketrans("SFHG", "1101")
+
+
+def start_goal_distance(desc: Sequence[str]) -> int:
+    """Length of a shortest start-to-goal path around the holes, or -1 when the goal cannot be reached.
+
+    A breadth-first flood fill over bit sets (one Python int, one bit per cell plus a blocked guard column per
+    row), one step per iteration: about 0.1 ms on a 32 x 32 map.
+    """
+    w = len(desc) + 1  # a guard column per row stops moves wrapping to the next row
+    open_ = int("".join(row.translate(_OPEN) + "0" for row in desc)[::-1], 2)
+    (sr, sc), (gr, gc) = find_cell(desc, "S"), find_cell(desc, "G")
+    reach, goal = 1 << (sr * w + sc), 1 << (gr * w + gc)
+    dist = 0
+    while not reach & goal:
+        grown = (reach | reach << 1 | reach >> 1 | reach << w | reach >> w) & open_
+        if grown == reach:
+            return -1
+        reach, dist = grown, dist + 1
+    return dist
+
+
 def is_solvable(desc: Sequence[str]) -> bool:
-    """True when the goal can be reached from the start without entering a hole (BFS)."""
-    n = len(desc)
-    start, goal = find_cell(desc, "S"), find_cell(desc, "G")
-    seen, queue = {start}, deque([start])
-    while queue:
-        r, c = queue.popleft()
-        if (r, c) == goal:
-            return True
-        for dr, dc in DELTAS:
-            nr, nc = r + dr, c + dc
-            if 0 <= nr < n and 0 <= nc < n and (nr, nc) not in seen and desc[nr][nc] != "H":
-                seen.add((nr, nc))
-                queue.append((nr, nc))
-    return False
+    """True when the goal can be reached from the start without entering a hole."""
+    return start_goal_distance(desc) >= 0
 
 
-def generate_map(size: int, p_hole: float = DEFAULT_P_HOLE, rng: np.random.Generator | None = None) -> tuple[str, ...]:
+def generate_map(size: int, p_hole: float = DEFAULT_P_HOLE, rng: np.random.Generator | None = None,
+                 min_path: int = 0) -> tuple[str, ...]:
     """Sample a solvable square map with random start and goal cells.
 
     Start and goal are two distinct cells drawn uniformly; every other cell is a hole with probability
-    ``p_hole``, else frozen. Unsolvable draws are rejected and redrawn.
+    ``p_hole``, else frozen. Draws that are unsolvable, or whose shortest start-to-goal path is shorter than
+    ``min_path``, are rejected and redrawn (so the result is a plain draw conditioned on the path length).
 
     Args:
-        size: Side length, 2 to 16.
+        size: Side length, ``MIN_SIZE`` to ``MAX_SIZE`` (2 to 32).
         p_hole: Probability that a non-start, non-goal cell is a hole.
         rng: Random generator; a fresh unseeded one when None.
+        min_path: Shortest allowed start-to-goal path, 0 to ``2 * (size - 1)`` (the longest Manhattan distance;
+            longer paths exist but are rare, so they are refused rather than searched for).
 
     Returns:
         The map as a tuple of row strings.
@@ -112,14 +125,15 @@ def generate_map(size: int, p_hole: float = DEFAULT_P_HOLE, rng: np.random.Gener
         raise ValueError(f"map size {size} outside {MIN_SIZE}-{MAX_SIZE}")
     if not 0.0 <= p_hole < 1.0:
         raise ValueError(f"p_hole {p_hole} outside [0, 1)")
+    if not 0 <= min_path <= 2 * (size - 1):
+        raise ValueError(f"min_path {min_path} outside 0-{2 * (size - 1)} for size {size}")
     rng = rng if rng is not None else np.random.default_rng()
     while True:
-        grid = np.where(rng.random((size, size)) < p_hole, "H", "F")
-        s, g = rng.choice(size * size, size=2, replace=False)
-        grid[divmod(int(s), size)] = "S"
-        grid[divmod(int(g), size)] = "G"
-        desc = tuple("".join(row) for row in grid)
-        if is_solvable(desc):
+        cells = np.where(rng.random(size * size) < p_hole, ord("H"), ord("F")).astype(np.uint8)
+        cells[rng.choice(size * size, size=2, replace=False)] = (ord("S"), ord("G"))
+        text = cells.tobytes().decode("ascii")
+        desc = tuple(text[i:i + size] for i in range(0, size * size, size))
+        if start_goal_distance(desc) >= min_path:
             return desc
 
 
@@ -178,7 +192,7 @@ def load_suite(path: str | Path) -> list[MapSpec]:
     """Load and validate a JSONL suite.
 
     Every map is checked before anything is returned: square, letters S/F/H/G only, exactly one S and
-    one G, size 2-16, solvable, and ids unique.
+    one G, size ``MIN_SIZE``-``MAX_SIZE`` (2-32), solvable, and ids unique.
 
     Raises:
         ValueError: With the map id (or the line number) and the problem.

@@ -46,8 +46,8 @@ def test_generator_seeded_and_bad_args():
     a = [generate_map(5, rng=np.random.default_rng(7)) for _ in range(3)]
     b = [generate_map(5, rng=np.random.default_rng(7)) for _ in range(3)]
     assert a == b
-    with pytest.raises(ValueError, match="size 17"):
-        generate_map(17)
+    with pytest.raises(ValueError, match="size 33"):
+        generate_map(33)
     with pytest.raises(ValueError, match="p_hole"):
         generate_map(4, p_hole=1.0)
 
@@ -102,8 +102,8 @@ GOOD = ["SFF", "FHF", "FFG"]
         (["FFF", "FHF", "FFG"], "has 0 'S' cells"),
         (["SFF", "FGF", "FFG"], "has 2 'G' cells"),
         (["SFF", "FFF", "FFF"], "has 0 'G' cells"),
-        (["S"], "size 1 outside 2-16"),
-        (["S" + "F" * 16] + ["F" * 17] * 15 + ["F" * 16 + "G"], "size 17 outside 2-16"),
+        (["S"], "size 1 outside 2-32"),
+        (["S" + "F" * 32] + ["F" * 33] * 31 + ["F" * 32 + "G"], "size 33 outside 2-32"),
         (["SHF", "HFF", "FFG"], "unsolvable"),
         ("SFFG", "desc must be a list"),
     ],
