@@ -5,6 +5,7 @@ Registered as ``rss_world/VisualFrozenLake-v0`` when ``rss_world.envs`` is impor
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,8 @@ class VisualFrozenLakeEnv(gym.Env):
         suite: Maps (MapSpec or row tuples) or a JSONL path. ``reset`` draws one with the env's RNG unless
             ``options={"map_index": i}`` or ``options={"desc": rows}`` picks it.
         size: Grid size to keep from a mixed-size suite.
-        cell_px: Pixels per cell.
-        max_steps: Step limit; default ``4 * size * size``.
+        cell_px: Pixels per cell, a positive integer.
+        max_steps: Step limit, a positive integer; default :func:`~rss_world.envs.maps.step_limit` (``4 * size²``).
         facing: "canonical" or "last_action".
         renderer: "gymnasium" (reference renderer) or "atlas" (fast, pixel-identical tile compositor).
         render_mode: None or "rgb_array".
@@ -59,11 +60,23 @@ class VisualFrozenLakeEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
+    @staticmethod
+    def _positive_int(name: str, value: object) -> int:
+        """``value`` as an int; ``ValueError`` naming ``name`` unless it is an integer > 0 (bools refused)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+        return int(value)
+
     def __init__(self, desc: Sequence[str] | None = None, suite: Sequence[MapSpec | Sequence[str]] | str | Path |
                  None = None, size: int | None = None, cell_px: int = DEFAULT_CELL_PX, max_steps: int | None = None,
                  facing: str = "canonical", renderer: str = "gymnasium", render_mode: str | None = None):
         if (desc is None) == (suite is None):
             raise ValueError("give exactly one of desc= and suite=")
+        cell_px = self._positive_int("cell_px", cell_px)
+        if max_steps is not None:
+            max_steps = self._positive_int("max_steps", max_steps)
         if facing not in ("canonical", "last_action"):
             raise ValueError(f"facing must be 'canonical' or 'last_action', got {facing!r}")
         if renderer not in ("gymnasium", "atlas"):

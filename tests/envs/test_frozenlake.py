@@ -92,3 +92,30 @@ def test_bad_arguments():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action 4"):
         env.step(4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cell_px": 0}, "cell_px must be a positive integer, got 0"),
+        ({"cell_px": -16}, "cell_px must be a positive integer, got -16"),
+        ({"cell_px": 2.5}, "cell_px must be a positive integer, got 2.5 \\(float\\)"),
+        ({"cell_px": 16.0}, "cell_px must be a positive integer, got 16.0 \\(float\\)"),
+        ({"cell_px": "16"}, "cell_px must be a positive integer, got '16' \\(str\\)"),
+        ({"cell_px": True}, "cell_px must be a positive integer, got True \\(bool\\)"),
+        ({"cell_px": None}, "cell_px must be a positive integer, got None"),
+        ({"max_steps": 0}, "max_steps must be a positive integer, got 0"),
+        ({"max_steps": -3}, "max_steps must be a positive integer, got -3"),
+        ({"max_steps": 2.5}, "max_steps must be a positive integer, got 2.5 \\(float\\)"),
+        ({"max_steps": False}, "max_steps must be a positive integer, got False \\(bool\\)"),
+    ],
+)
+def test_cell_px_and_max_steps_refused_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VisualFrozenLakeEnv(desc=DESC, **kwargs)
+
+
+def test_cell_px_and_max_steps_accept_numpy_integers():
+    env = VisualFrozenLakeEnv(desc=DESC, cell_px=np.int64(8), max_steps=np.int32(7))
+    assert type(env.cell_px) is int and env.cell_px == 8 and type(env.max_steps) is int and env.max_steps == 7
+    assert env.reset(seed=0)[0].shape == (32, 32, 3) and env.observation_space.shape == (32, 32, 3)
