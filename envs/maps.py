@@ -3,12 +3,16 @@
 A map is a tuple of row strings in gymnasium's letters: ``S`` start, ``F`` frozen, ``H`` hole, ``G`` goal.
 Maps are square, non-slippery, and have exactly one start and one goal placed anywhere on the grid.
 
-The default suites shipped in ``envs/suites/{train,val,test}.jsonl`` are written by::
+The suites shipped in ``envs/suites/<name>.jsonl`` (names in :data:`SUITES`, loaded with
+:func:`load_default_suite`) are written by ``python -m rss_world.envs.make_suites --out envs/suites --family all``
+(see that module for what each one holds):
 
-    python -m rss_world.envs.make_suites --out envs/suites
+- ``train``, ``val``, ``test``: sizes 3-8; 1000 / 100 / 100 maps per size.
+- ``train_large``, ``val_large``, ``test_large``: sizes 10, 12, 16, 24, 32; 300 / 100 / 100 maps per size.
+- ``test_longpath``: sizes 16 and 32, 100 maps each, shortest start-to-goal path at least 1.5 x size.
 
 The split of a map is a function of its content hash (:func:`split_of`), so a test layout can never
-appear in the training suite, whatever the generator's seed.
+appear in a training suite, whatever the generator's seed; every shipped suite keeps only maps of its own split.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 LETTERS = frozenset("SFHG")
 MIN_SIZE, MAX_SIZE = 2, 32
 SPLITS = ("train", "val", "test")
+SUITES = (*SPLITS, "train_large", "val_large", "test_large", "test_longpath")  # shipped files envs/suites/<name>.jsonl
 DEFAULT_SIZES = (3, 4, 5, 6, 7, 8)
 DEFAULT_QUOTAS = {"train": 1000, "val": 100, "test": 100}
 DEFAULT_SEED = 0
@@ -218,15 +223,15 @@ def load_suite(path: str | Path) -> list[MapSpec]:
     return maps
 
 
-def default_suite_path(split: str) -> Path:
-    """Path of a shipped default suite (``train``, ``val`` or ``test``)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
-    return Path(__file__).resolve().parent / "suites" / f"{split}.jsonl"
+def default_suite_path(name: str) -> Path:
+    """Path of a shipped suite, one of :data:`SUITES` (``train``, ``val``, ``test``, ``test_large``, ...)."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}, expected one of {SUITES}")
+    return Path(__file__).resolve().parent / "suites" / f"{name}.jsonl"
 
 
 def load_default_suite(split: str, sizes: Iterable[int] | None = None) -> list[MapSpec]:
-    """Load a shipped default suite, optionally keeping only the given sizes."""
+    """Load a shipped suite by name (one of :data:`SUITES`), optionally keeping only the given sizes."""
     maps = load_suite(default_suite_path(split))
     if sizes is not None:
         keep = set(sizes)
