@@ -37,7 +37,7 @@ from rss_world.protocols import (
     summarize,
 )
 from rss_world.reports import to_markdown
-from rss_world.video import routing_figures, write_video
+from rss_world.video import filmstrip_path, longest_episodes, routing_figures, write_filmstrip, write_video
 from rss_world.world_model import WorldModel
 
 ENVS = ("frozenlake",)
@@ -85,7 +85,8 @@ class EvaluateConfig:
         planners: settings of each planner.
         ppo: the PPO baseline's training.
         out: folder of ``results.json``, ``results.md``, videos and figures.
-        video_episodes: more than 0: one GIF per planner and protocol with this many episodes.
+        video_episodes: more than 0: one GIF per planner and protocol with this many episodes (the longest), and
+            a filmstrip PNG of their imagined plans beside it.
         figures: draw routing and latent-PCA figures of gate rollouts per size.
         progress: show progress bars.
     """
@@ -207,7 +208,9 @@ def _run_planners(cfg: EvaluateConfig, model: WorldModel, maps: Sequence[MapSpec
             methods[label] = {"summary": summarize(traces), "seconds": time.perf_counter() - t0,
                               "planner_stats": planner_stats(traces)}
             if cfg.video_episodes:
-                write_video(traces[: cfg.video_episodes], Path(cfg.out) / f"{pname}_{protocol}.gif")
+                shown = longest_episodes(traces, cfg.video_episodes)
+                write_video(shown, Path(cfg.out) / f"{pname}_{protocol}.gif")
+                write_filmstrip(shown, filmstrip_path(Path(cfg.out) / f"{pname}_{protocol}.gif"))
     return methods
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from rss_world.cli import ArgumentParser, run_command
+from rss_world.envs.maps import SUITES
 from rss_world.rollouts import CollectConfig, collect
 
 
@@ -24,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", required=True, choices=["frozenlake"], help="environment family")
     ap.add_argument("--out", required=True, help="directory for the shards and their manifest.json")
-    ap.add_argument("--suite", default=d.suite, help="train, val, test (shipped suites) or a .jsonl path")
+    ap.add_argument("--suite", default=d.suite, help=f"a shipped suite ({', '.join(SUITES)}) or a .jsonl path")
     ap.add_argument("--episodes", type=int, default=d.episodes, help=f"episodes to collect (default {d.episodes})")
     ap.add_argument("--seed", type=int, default=d.seed,
                     help=f"seeds each episode's map, kind and actions (default {d.seed})")

@@ -128,11 +128,11 @@ class DataConfig:
 
 
 def _load_maps(suite: str, sizes: Sequence[int] | None):
-    from rss_world.envs.maps import SPLITS, load_default_suite, load_suite
+    from rss_world.envs.maps import SUITES, load_default_suite, load_suite
 
-    if suite not in SPLITS and not Path(suite).is_file():
-        raise ValueError(f"suite {suite!r} is neither a shipped split ({', '.join(SPLITS)}) nor a JSONL file")
-    maps = load_default_suite(suite) if suite in SPLITS else load_suite(suite)
+    if suite not in SUITES and not Path(suite).is_file():
+        raise ValueError(f"suite {suite!r} is neither a shipped suite ({', '.join(SUITES)}) nor a JSONL file")
+    maps = load_default_suite(suite) if suite in SUITES else load_suite(suite)
     if sizes:
         maps = [m for m in maps if m.size in set(sizes)]
     if not maps:
