@@ -7,16 +7,22 @@ does the rest, the same way for all of them:
 * stops on a non-finite loss with an error that names the step, before the step touches the weights, so the last
   checkpoint stays the last good one;
 * checkpoints every ``ckpt_every`` steps and at the end, and resumes exactly: weights, optimizer, step and the RNG
-  state of every rank (the task's numpy sampler, torch's CPU and CUDA generators);
-* logs every step once: a row in ``<out>/metrics.jsonl`` (a resume first drops the rows past its checkpoint) and the
-  same numbers through accelerate's trackers (``Accelerator(log_with=...)``, e.g. TensorBoard, when installed);
-* shows a tqdm progress bar on the main process.
+  state of every rank (the task's numpy sampler, torch's CPU and CUDA generators). The train state is one file
+  written atomically that holds the weights too, so a run killed at any point (even ``kill -9`` in the middle of a
+  checkpoint) resumes from one consistent step;
+* logs every step once: a row in ``<out>/metrics.jsonl`` (a resume first cuts the log back to its checkpoint) and
+  the same numbers through accelerate's trackers (``Accelerator(log_with=...)``, e.g. TensorBoard, when installed);
+* stops on Ctrl-C (SIGINT) with :class:`Interrupted`, which says where the last checkpoint is; a Ctrl-C during a
+  checkpoint write waits until the write is done;
+* shows a tqdm progress bar on the main process when stderr is a terminal.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -113,7 +119,9 @@ class Task:
         rng: the numpy generator that ``draw`` samples with; a resume restores its state on every rank.
         validate: held-out metrics, run on the main process only.
         save: ``save(directory, step)`` writes the weights; ``None``: the loop writes no checkpoint.
-        load: ``load(directory)`` reads them back on resume.
+        load: ``load(directory)`` reads them back on resume from a train state written before train states held
+            the weights (a newer one restores the weights from itself).
+        meta: settings to keep in the train state (``"meta"``), e.g. the recipe, for a resume to check against.
     """
 
     model: nn.Module
@@ -125,6 +133,45 @@ class Task:
     validate: Callable[[], dict[str, Any]] | None = None
     save: Callable[[Path, int], None] | None = None
     load: Callable[[Path], None] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a stage; the message says where, and where the last checkpoint is.
+
+    Attributes:
+        stage: the stage's name (``None``: the first).
+        step: its last finished step, of ``steps``.
+        checkpoint: the last resumable checkpoint (``None``: none of this run), and ``checkpoint_step``, its step.
+    """
+
+    def __init__(self, stage: str | None, step: int, steps: int, checkpoint: Path | None,
+                 checkpoint_step: int | None, message: str | None = None) -> None:
+        self.stage, self.step, self.steps = stage, step, steps
+        self.checkpoint, self.checkpoint_step = checkpoint, checkpoint_step
+        if message is None:
+            where = f"stopped after {stage + ' ' if stage else ''}step {step} of {steps}"
+            message = (f"{where}; no resumable checkpoint was written" if checkpoint is None else
+                       f"{where}; the last checkpoint is {checkpoint} (step {checkpoint_step})")
+        super().__init__(message)
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Within the block a Ctrl-C (SIGINT) waits: it raises ``KeyboardInterrupt`` when the block is done, so a
+    checkpoint is never left half-written. Only in the main thread, and only over Python's default handler."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -154,16 +201,32 @@ def set_rng_state(state: dict[str, Any], rng: np.random.Generator | None) -> Non
 
 
 def trim_log(path: Path, cfg: LoopConfig, step: int) -> None:
-    """Drop the rows of ``cfg.stage`` past ``step`` from the JSONL log, so each step is logged once after a resume
-    (and a stage that starts afresh replaces its old rows)."""
+    """Cut the JSONL log back to where the rows of ``cfg.stage`` reached ``step``: from the first row of that stage
+    past ``step`` on, every row goes (a later stage's too: the log is in the order things ran), so each step is
+    logged once after a resume, and a stage that starts afresh (``step`` 0) replaces its old rows. A last row that
+    does not parse (a process killed in the middle of writing it) goes too.
+
+    Raises:
+        ValueError: a row before the last does not parse: the log is not this loop's.
+    """
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("stage") != cfg.stage or row.get(cfg.step_key(), 0) <= step:
-            keep.append(line)
-    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+    text = path.read_text()
+    lines = text.splitlines()
+    keep = len(lines)
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path} line {i + 1} is not JSON: {line[:60]!r}") from None
+            keep = i
+            break
+        if row.get("stage") == cfg.stage and row.get(cfg.step_key(), 0) > step:
+            keep = i
+            break
+    if keep < len(lines) or not text.endswith("\n"):
+        atomic_write_text(path, "".join(f"{line}\n" for line in lines[:keep]))
 
 
 class _Runner:
@@ -203,16 +266,23 @@ class _Runner:
         if not self.local:
             self.acc.wait_for_everyone()
 
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        """``model`` without the wrapper ``accelerator.prepare`` put around it."""
+        return model if self.local else self.acc.unwrap_model(model)
+
 
 def _restore(task: Task, ckpt: Path, run: _Runner) -> int:
     """Load weights, optimizer and this rank's RNG state from ``ckpt``; return the step to continue from."""
-    if task.load is None:
-        raise ValueError("this training task cannot resume: it does not load checkpoints")
     state = load_train_state(ckpt)
     if len(state["rng"]) != run.size:
         raise ValueError(f"{ckpt} was written by {len(state['rng'])} processes; resume it with as many, not "
                          f"{run.size}")
-    task.load(ckpt)
+    if "model" in state:  # the weights of the train state's own step (model.safetensors may be a later one)
+        run.unwrap(task.model).load_state_dict(state["model"])
+    elif task.load is not None:
+        task.load(ckpt)
+    else:
+        raise ValueError(f"{ckpt} holds no weights in its train state and this task cannot load them")
     task.optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"][run.rank], task.rng)
     return int(state["step"])
@@ -241,6 +311,7 @@ def run(
     Raises:
         FloatingPointError: a non-finite loss; it names the step, and the last checkpoint is kept.
         ValueError: ``resume`` without a resumable checkpoint.
+        Interrupted: Ctrl-C; it names the last resumable checkpoint and its step.
     """
     from tqdm import tqdm
 
@@ -261,51 +332,62 @@ def run(
     params = [p for group in task.optimizer.param_groups for p in group["params"]]
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     result = LoopResult(step=start)
+    saved = start if resume else None  # the step of this run's last resumable checkpoint
     prefix, label = (f"{cfg.stage}/", f"{cfg.stage} ") if cfg.stage else ("", "")
     t0 = time.time()
-    bar = tqdm(range(start, end), desc=cfg.stage or "train", disable=not (progress and runner.main))
+    # disable=None: the bar shows on a terminal only, so a redirected stderr gets no carriage-return clutter
+    bar = tqdm(range(start, end), desc=cfg.stage or "train", disable=True if not (progress and runner.main) else None)
     task.model.train()
-    for step in bar:
-        batch, fields = task.draw()
-        losses = task.losses(task.model, batch)
-        values = runner.mean(torch.stack([v.detach().float() for v in losses.values()]))
-        row_losses = dict(zip(losses, values.tolist()))
-        if not math.isfinite(row_losses["loss"]):
-            where = "".join(f", {k} {v}" for k, v in fields.items())
-            kept = f"the last good checkpoint in {ckpt} is kept" if task.save else "no checkpoint is written"
-            raise FloatingPointError(f"non-finite {cfg.stage or 'training'} loss {row_losses['loss']} at step "
-                                     f"{step + 1}{where}; stopping ({kept})")
-        task.optimizer.zero_grad(set_to_none=True)
-        runner.backward(losses["loss"])
-        if cfg.grad_clip > 0:
-            runner.clip(params, cfg.grad_clip)
-        task.optimizer.step()
-        if sched is not None:
-            sched.step()
-        done = result.step = step + 1
-        result.losses.append(row_losses["loss"])
-        if runner.main:
-            head = {"stage": cfg.stage, cfg.step_key(): done} if cfg.stage else {"step": done}
-            row = {**head, **fields, "time_s": round(time.time() - t0, 2),
-                   **{k: round(v, 6) for k, v in row_losses.items()}}
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row_losses.items()})
-            if task.validate and (done == cfg.steps or (cfg.val_every and done % cfg.val_every == 0)):
-                result.last_val = task.validate()
-                row.update(result.last_val)
-                shown = ", ".join(f"{k}={v:.4f}" for k, v in result.last_val.items() if isinstance(v, float))
-                bar.write(f"{label}step {done}: {shown}")
-            elif cfg.log_every and (done % cfg.log_every == 0 or done == end):
-                bar.write(f"{label}step {done}: " + ", ".join(f"{k}={v:.5f}" for k, v in row_losses.items()))
-            with log.open("a") as f:  # one short line per step: appending it is enough (a resume rewrites whole)
-                f.write(json.dumps(row) + "\n")
-            scalars = {f"{prefix}{k}": v for k, v in row.items() if isinstance(v, int | float) and k not in head}
-            accelerator.log(scalars, step=done)
-        if task.save is not None and (done == end or (cfg.ckpt_every and done % cfg.ckpt_every == 0)):
-            rngs = runner.rng_states(task.rng) if cfg.resumable else []
+    try:
+        for step in bar:
+            batch, fields = task.draw()
+            losses = task.losses(task.model, batch)
+            values = runner.mean(torch.stack([v.detach().float() for v in losses.values()]))
+            row_losses = dict(zip(losses, values.tolist()))
+            if not math.isfinite(row_losses["loss"]):
+                where = "".join(f", {k} {v}" for k, v in fields.items())
+                kept = f"the last good checkpoint in {ckpt} is kept" if task.save else "no checkpoint is written"
+                raise FloatingPointError(f"non-finite {cfg.stage or 'training'} loss {row_losses['loss']} at step "
+                                         f"{step + 1}{where}; stopping ({kept})")
+            task.optimizer.zero_grad(set_to_none=True)
+            runner.backward(losses["loss"])
+            if cfg.grad_clip > 0:
+                runner.clip(params, cfg.grad_clip)
+            task.optimizer.step()
+            if sched is not None:
+                sched.step()
+            done = result.step = step + 1
+            result.losses.append(row_losses["loss"])
             if runner.main:
-                task.save(ckpt, done)
-                if cfg.resumable:
-                    save_train_state(ckpt, {"optimizer": task.optimizer.state_dict(), "step": done, "rng": rngs})
-            runner.barrier()
+                head = {"stage": cfg.stage, cfg.step_key(): done} if cfg.stage else {"step": done}
+                row = {**head, **fields, "time_s": round(time.time() - t0, 2),
+                       **{k: round(v, 6) for k, v in row_losses.items()}}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row_losses.items()})
+                if task.validate and (done == cfg.steps or (cfg.val_every and done % cfg.val_every == 0)):
+                    result.last_val = task.validate()
+                    row.update(result.last_val)
+                    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.last_val.items() if isinstance(v, float))
+                    bar.write(f"{label}step {done}: {shown}")
+                elif cfg.log_every and (done % cfg.log_every == 0 or done == end):
+                    bar.write(f"{label}step {done}: " + ", ".join(f"{k}={v:.5f}" for k, v in row_losses.items()))
+                with log.open("a") as f:  # one short line per step: appending it is enough (a resume cuts back)
+                    f.write(json.dumps(row) + "\n")
+                scalars = {f"{prefix}{k}": v for k, v in row.items() if isinstance(v, int | float) and k not in head}
+                accelerator.log(scalars, step=done)
+            if task.save is not None and (done == end or (cfg.ckpt_every and done % cfg.ckpt_every == 0)):
+                rngs = runner.rng_states(task.rng) if cfg.resumable else []
+                with sigint_deferred():
+                    if runner.main:
+                        task.save(ckpt, done)
+                        if cfg.resumable:
+                            weights = {k: v.detach().cpu() for k, v in runner.unwrap(task.model).state_dict().items()}
+                            save_train_state(ckpt, {"model": weights, "optimizer": task.optimizer.state_dict(),
+                                                    "step": done, "rng": rngs, "meta": task.meta})
+                    if cfg.resumable:
+                        saved = done
+                runner.barrier()
+    except KeyboardInterrupt:
+        bar.close()
+        raise Interrupted(cfg.stage, result.step, cfg.steps, ckpt if saved is not None else None, saved) from None
     bar.close()
     return result

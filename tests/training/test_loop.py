@@ -1,6 +1,9 @@
-"""The training loop on a tiny regression task: exact resume, NaN stop, one log row per step, trackers."""
+"""The training loop on a tiny regression task: exact resume, NaN stop, one log row per step, trackers, Ctrl-C."""
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ from accelerate.tracking import GeneralTracker
 from torch import nn
 
 from rss_world.io import atomic_write
-from rss_world.training.loop import LoopConfig, Task, make_accelerator, run, warmup_cosine
+from rss_world.training.loop import Interrupted, LoopConfig, Task, make_accelerator, run, sigint_deferred, warmup_cosine
 
 STEPS = 6
 
@@ -129,3 +132,64 @@ def test_steps_reach_accelerate_trackers_and_later_stages_are_named(tmp_path):
     assert all(torch.equal(v, reg.net.state_dict()[k]) for k, v in saved.items())
     with pytest.raises(ValueError, match="resumable"):
         run(reg.task(acc), LoopConfig(steps=3, resumable=False), tmp_path, acc, resume=True, progress=False)
+
+
+def test_resume_takes_the_weights_of_the_train_states_step(tmp_path):
+    """A kill between the weights file and the train state leaves newer weights next to an older train state: the
+    resume continues from the train state's own step, weights included, and stays exact."""
+    out = tmp_path / "b"
+    train(out, stop_after=4)  # checkpoints at steps 2 and 4
+    newer = train(tmp_path / "c", stop_after=2)  # as if step 2's weights had been written over those of step 4 ...
+    atomic_write(out / "checkpoint" / "weights.pt", lambda tmp: torch.save(newer.net.state_dict(), tmp))
+    resumed = train(out, seed=99, resume=True)
+    straight = train(tmp_path / "a")
+    for (k, p), q in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(p, q), k
+    assert rows(out) == rows(tmp_path / "a")
+
+
+def test_resume_cuts_the_log_back_in_order_and_drops_a_torn_last_row(tmp_path):
+    out = tmp_path / "r"
+    train(out, stop_after=4)
+    with (out / "metrics.jsonl").open("a") as f:  # later rows of the killed run: step 5, a later stage, a torn row
+        f.write(json.dumps({"step": 5, "loss": 0.0}) + "\n" + json.dumps({"stage": "gate", "gate_step": 1}) + "\n")
+        f.write('{"step": 6, "lo')
+    train(out, resume=True)
+    assert [r["step"] for r in rows(out)] == list(range(1, STEPS + 1))
+    (out / "metrics.jsonl").write_text('{"step": 1\n{"step": 2}\n')  # a broken row before the last: not ours
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        train(out, resume=True)
+
+
+def test_ctrl_c_stops_with_the_last_checkpoint_and_its_step(tmp_path):
+    reg = Regression(0)
+    acc = make_accelerator(cpu=True)
+    task = reg.task(acc)
+    draw = task.draw
+
+    def ctrl_c_at_step_4():
+        if reg.drawn == 3:
+            raise KeyboardInterrupt
+        return draw()
+
+    task.draw = ctrl_c_at_step_4
+    with pytest.raises(Interrupted, match=r"after step 3 of 6; the last checkpoint is .*checkpoint \(step 2\)") as stop:
+        run(task, LoopConfig(steps=STEPS, ckpt_every=2), tmp_path, acc, progress=False)
+    assert (stop.value.step, stop.value.checkpoint, stop.value.checkpoint_step) == (3, tmp_path / "checkpoint", 2)
+    assert isinstance(stop.value, KeyboardInterrupt)  # what callers that know nothing of the loop catch
+    task.draw = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # before a first checkpoint: none to name
+    with pytest.raises(Interrupted, match="after step 0 of 6; no resumable checkpoint") as stop:
+        run(task, LoopConfig(steps=STEPS, ckpt_every=2), tmp_path / "fresh", acc, progress=False)
+    assert stop.value.checkpoint is None
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="SIGINT has a custom handler in this process")
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_write():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal has arrived: a plain handler would have raised here
+            done.append(True)
+    assert done and signal.getsignal(signal.SIGINT) is signal.default_int_handler
