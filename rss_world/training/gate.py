@@ -70,6 +70,7 @@ def train_gate(
     validate: Callable[[], dict[str, Any]] | None = None,
     progress: bool = True,
     accelerator=None,
+    meta: dict[str, Any] | None = None,
 ) -> dict:
     """Stage 2: train only the planning gate on the frozen world model's latents.
 
@@ -82,6 +83,7 @@ def train_gate(
     Args:
         validate: held-out metrics, every ``cfg.val_every`` steps and at the end (``None``: none).
         accelerator: whose trackers log (``None``: a default one, no trackers).
+        meta: more to record in the checkpoint's ``config.json``, e.g. the recipe.
 
     Returns:
         The last validation metrics (or an empty dict).
@@ -99,7 +101,7 @@ def train_gate(
     def draw() -> tuple[dict[str, Tensor], dict[str, Any]]:
         return sample_batch(train_data, cfg.gate_batch, cfg.horizon, rng, device)[0], {}
 
-    meta = {"step": cfg.steps, "gate_steps": cfg.gate_steps, "train": asdict(cfg)}
+    meta = {"step": cfg.steps, "gate_steps": cfg.gate_steps, "train": asdict(cfg), **(meta or {})}
     task = Task(model=model, optimizer=opt, draw=draw, losses=gate_losses,
                 schedule=lambda s: cosine_decay(s / cfg.gate_steps, cfg.lr_min_ratio), rng=rng, validate=validate,
                 save=lambda d, step: save_model(d, model, meta))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,6 +159,7 @@ def train(
     accelerator=None,
     progress: bool = True,
     stop_after: int | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict:
     """Train ``model`` (stage 1, then stage 2 when ``cfg.gate_steps > 0``); checkpoints and ``metrics.jsonl`` go
     under ``out``.
@@ -167,9 +169,14 @@ def train(
         resume: continue stage 1 from ``out/checkpoint`` exactly (a finished stage 1 goes straight to stage 2).
         accelerator: from :func:`~rss_world.training.loop.make_accelerator` (``None``: a default one).
         stop_after: stop (as if interrupted) after this many steps of this call; used by resume tests.
+        meta: more to record with every checkpoint of both stages (in its ``config.json`` and train state), e.g.
+            the recipe.
 
     Returns:
         The last validation metrics (or an empty dict).
+
+    Raises:
+        Interrupted: Ctrl-C in either stage (:mod:`~rss_world.training.loop`).
     """
     cfg.validate()
     acc = accelerator or make_accelerator()
@@ -192,12 +199,13 @@ def train(
             model=wrapped, optimizer=opt, draw=draw, losses=lambda m, batch: m(batch),
             schedule=lambda s: lr_factor(s, cfg), rng=rng,
             validate=held_out,
-            save=lambda d, step: save_model(d, model, {"step": step, "train": asdict(cfg)}),
+            save=lambda d, step: save_model(d, model, {"step": step, "train": asdict(cfg), **(meta or {})}),
             load=lambda d: model.load_state_dict(load_model(d).state_dict()),
+            meta=dict(meta or {}),
         )
         result = run(task, loop, out, acc, resume=resume, stop_after=stop_after, progress=progress)
     last_val = result.last_val
     if cfg.gate_steps > 0 and result.step == cfg.steps and acc.is_main_process:
-        last_val = train_gate(model, train_data, cfg, out, held_out, progress, accelerator=acc)
+        last_val = train_gate(model, train_data, cfg, out, held_out, progress, accelerator=acc, meta=meta)
     acc.wait_for_everyone()
     return last_val
