@@ -133,13 +133,13 @@ def object_sizes(size: int) -> tuple[int, int]:
     return round(SIZE_RANGE[0] * size), round(SIZE_RANGE[1] * size)
 
 
-def scene_for(prompt: Prompt, rng: np.random.Generator, size: int = 32) -> Scene:
+def scene_for(prompt: Prompt, rng: np.random.Generator | int, size: int = 32) -> Scene:
     """A random scene that satisfies ``prompt``: exactly its objects, nothing else, on a ``size`` grid.
 
     Clauses without a colour get a uniformly random palette colour per object. Sides are uniform in
     :func:`object_sizes`, positions uniform where the box keeps its gap and margin. A position prompt's pair is
     redrawn until its relation is the only one that holds (``left of`` and not also ``above``), so the scene shows
-    the prompt plainly.
+    the prompt plainly. ``rng`` is a numpy Generator (advanced in place) or a seed.
 
     Raises:
         ValueError: ``size`` is below :data:`MIN_LAYOUT`.
@@ -150,6 +150,7 @@ def scene_for(prompt: Prompt, rng: np.random.Generator, size: int = 32) -> Scene
     items = [(w.shape, w.colour) for w in prompt.wants for _ in range(w.count)]
     if len(items) > MAX_OBJECTS:
         raise ValueError(f"{prompt.text!r} asks for {len(items)} objects, at most {MAX_OBJECTS} fit")
+    rng = np.random.default_rng(rng)
     palette = list(COLOURS)
     lo, hi = object_sizes(size)
     for _ in range(_RESTARTS):
