@@ -193,7 +193,7 @@ def prompts_in(split: str, category: str | None = None) -> tuple[Prompt, ...]:
                  and (split == "all" or split_of(p) in (split, "shared")))
 
 
-def sample_prompts(n_per_category: int, seed: int, split: str = "test") -> list[Prompt]:
+def sample_prompts(n_per_category: int, seed: int, split: str) -> list[Prompt]:
     """``n_per_category`` prompts of each category from ``split``, category by category.
 
     When ``n_per_category`` is at most the category's pool, prompts are drawn without replacement; otherwise the

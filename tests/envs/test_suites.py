@@ -4,7 +4,6 @@ from collections import Counter
 
 import pytest
 
-from rss_world.envs.make_suites import FAMILIES, LARGE_SIZES, Family, build_family, long_path_suite, main
 from rss_world.envs.maps import (
     SPLITS,
     SUITES,
@@ -16,6 +15,7 @@ from rss_world.envs.maps import (
     split_of,
 )
 from rss_world.envs.oracle import optimal_length
+from rss_world.envs.suite_families import FAMILIES, LARGE_SIZES, Family, build_family, long_path_suite
 
 SPLIT_OF_SUITE = {name: name.split("_")[0] for name in SUITES}
 
@@ -94,12 +94,14 @@ def test_long_path_suite_and_family_arguments():
     assert sorted(build_family(Family("_x", (6,), {"test": 2}, 1.5))) == ["test_x.jsonl"]
 
 
-def test_cli_writes_one_family(tmp_path, capsys):
-    main(["--out", str(tmp_path), "--family", "large", "--sizes", "10", "--train", "4", "--val", "2", "--test", "3"])
+def test_cli_writes_one_family(tmp_path, capsys, run_cli):
+    argv = ["--out", str(tmp_path), "--family", "large", "--sizes", "10", "--train", "4", "--val", "2", "--test", "3"]
+    assert run_cli("rss_world.envs.make_suites", argv) == 0
     got = {p.name: load_suite(p) for p in tmp_path.iterdir()}
     assert sorted(got) == ["test_large.jsonl", "train_large.jsonl", "val_large.jsonl"]
     assert [len(got[f"{s}_large.jsonl"]) for s in SPLITS] == [4, 2, 3]
     assert got["test_large.jsonl"] == load_default_suite("test_large", [10])[:3]
-    main(["--out", str(tmp_path), "--family", "longpath", "--sizes", "8", "--test", "2"])
+    assert run_cli("rss_world.envs.make_suites",
+                   ["--out", str(tmp_path), "--family", "longpath", "--sizes", "8", "--test", "2"]) == 0
     assert [optimal_length(m.desc) >= 12 for m in load_suite(tmp_path / "test_longpath.jsonl")] == [True, True]
     assert "test_longpath.jsonl: 2 maps" in capsys.readouterr().out

@@ -55,7 +55,8 @@ def test_run_benchmark_planners_and_map_baselines(tiny_ckpt, tmp_path):
     assert methods["search / open loop"]["planner_stats"]["expansions"] <= 16
     assert all(set(m["summary"]) == SUMMARY and m["summary"]["episodes"] == 2 for m in methods.values())
     assert results["settings"] == asdict(cfg) | {"episodes": 2}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["search_closed.gif", "search_open.gif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search_closed.filmstrip.png", "search_closed.gif",
+                                                           "search_open.filmstrip.png", "search_open.gif"]
 
 
 @pytest.mark.parametrize("override, message", [
