@@ -86,9 +86,15 @@ def check_resume(recipe: TrainRecipe) -> int:
     return int(state["step"])
 
 
-def _interrupted(stop: Interrupted, recipe: TrainRecipe) -> Interrupted:
+def _interrupted(stop: KeyboardInterrupt, recipe: TrainRecipe) -> Interrupted:
     """``stop`` (from either stage) told as what ``--resume`` will continue from."""
     ckpt, steps = Path(recipe.out) / CHECKPOINT, recipe.train.steps
+    if not isinstance(stop, Interrupted):  # between the loops (their set-up, between the stages): ask the disk
+        if not (ckpt / TRAIN_STATE).exists():
+            return Interrupted(None, 0, steps, None, None, "stopped before the first checkpoint; nothing to resume")
+        step = int(load_train_state(ckpt)["step"])
+        return Interrupted(None, step, steps, ckpt, step, (
+            f"stopped; the last checkpoint is {ckpt} (step {step}); --resume continues from it"))
     if stop.stage == "gate":  # stage 2 keeps no train state of its own; stage 1's is complete
         return Interrupted(stop.stage, stop.step, stop.steps, ckpt, steps, (
             f"stopped in stage 2 (gate) after gate step {stop.step} of {stop.steps}; the last checkpoint is {ckpt} "
@@ -139,7 +145,7 @@ def run_frozenlake(cfg) -> dict:
     try:
         last_val = train(model, train_data, val_data, recipe.train, out, check=frame_check(), resume=recipe.resume,
                          accelerator=acc, meta={"recipe": recorded_recipe(recipe)})
-    except Interrupted as stop:
+    except KeyboardInterrupt as stop:
         raise _interrupted(stop, recipe) from None
     acc.end_training()
     return last_val
