@@ -17,21 +17,27 @@ or resumption. With ``bump_frac=0`` the data are those of the two-kind collectio
 
 Episodes are grouped by map size (frame shapes differ); each size has its own shards
 ``size{n}_{k:05d}.npz`` holding ``shard_size`` episodes (the last may hold fewer), padded to the
-horizon ``T`` (default ``4 * size``):
+horizon ``L`` (default ``4 * size``). A shard holds the rollout contract (:data:`rss_world.data.CONTRACT_KEYS`)
+and nothing else:
 
-- ``frames`` uint8 (B, T+1, H, W, 3): frame before every step, padded by repeating the last frame;
-- ``actions`` int8 (B, T), -1 after the episode ends; ``invalid`` bool (B, T) off-grid moves;
-- ``rewards`` float32 (B, T); ``lengths`` int16 (B,) actions taken;
-- ``cells`` int8 (B, T+1, 2) agent (row, col), padded with the last cell;
-- ``optimal`` bool (B, T+1, 4) oracle mask of all shortest-path actions from that cell;
-- ``tiles`` int8 (B, n, n) tile codes F=0, H=1, S=2, G=3;
-- ``reached_goal``, ``fell_in_hole`` bool (B,); ``kind`` int8 (B,) 0 ε-oracle, 1 random, 2 bump;
-- ``map_ids`` str (B,), ``map_index`` int32 (B,), ``episode_index`` int64 (B,);
-- ``size``, ``cell_px``, ``seed`` scalars.
+- ``frames`` uint8 (B, L+1, H, W, 3): the frame before every step and after the last, padded by repeating the
+  last frame;
+- ``actions`` int8 (B, L), -1 after the episode ends;
+- ``rewards`` float32 (B, L): 1 on entering the goal, else 0 (0 after the end);
+- ``terminated`` bool (B, L): the step entered the goal or a hole; ``truncated`` bool (B, L): the episode reached
+  the horizon ``L`` without terminating (both only at an episode's last step);
+- ``lengths`` int16 (B,) actions taken;
+- ``size`` the grid side (a scalar: a shard holds one size).
+
+Nothing derived from the map is stored (no cells, tiles, map ids, off-grid flags or optimal-action sets): the
+oracle may act, but its labels stay here. The map of every episode follows from the settings
+(:func:`load_maps`, :func:`plan_episodes`, :func:`shard_plan`): tests that may read the map find it so, and
+evaluation reads it back from the frames with the env-side parser.
 
 Frames come from :func:`rss_world.envs.render.render_grid`, pixel-identical to the environment's
 frames with the canonical facing. Shards are written atomically, so ``--resume`` skips every shard
-file that exists.
+file that exists. The manifest records the settings and the format (:data:`FORMAT`); a collection of another
+format (format 1 stored map-derived labels) is refused, with the fix: re-collect it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import numpy as np
 from rss_world.io import atomic_write, atomic_write_text
 
 MANIFEST = "manifest.json"
+FORMAT = "rss_world.rollouts/2"  # the shard layout a manifest records; format 1 (no key) stored map-derived labels
 KINDS = ("oracle", "random", "bump")  # the ``kind`` codes 0, 1, 2
 BUMP_START = 0.25  # chance per step on an edge cell that a bump episode starts a burst
 BUMP_MAX = 10  # longest burst of off-grid presses
@@ -92,8 +99,8 @@ class CollectConfig:
 
     def manifest(self) -> dict:
         """The settings a collection directory records (and must match to be completed or reused)."""
-        return {"env": "frozenlake", "suite": self.suite, "episodes": self.episodes, "seed": self.seed,
-                "eps": self.eps, "random_frac": self.random_frac, "bump_frac": self.bump_frac,
+        return {"format": FORMAT, "env": "frozenlake", "suite": self.suite, "episodes": self.episodes,
+                "seed": self.seed, "eps": self.eps, "random_frac": self.random_frac, "bump_frac": self.bump_frac,
                 "shard_size": self.shard_size, "cell_px": self.cell_px, "horizon": self.horizon,
                 "sizes": sorted(self.sizes) if self.sizes else None}
 
@@ -127,7 +134,8 @@ class DataConfig:
         }
 
 
-def _load_maps(suite: str, sizes: Sequence[int] | None):
+def load_maps(suite: str, sizes: Sequence[int] | None):
+    """The maps a collection of ``suite`` draws from: a shipped suite or a JSONL path, kept to ``sizes``."""
     from rss_world.envs.maps import SUITES, load_default_suite, load_suite
 
     if suite not in SUITES and not Path(suite).is_file():
@@ -143,18 +151,20 @@ def _load_maps(suite: str, sizes: Sequence[int] | None):
 def rollout(desc: Sequence[str], rng: np.random.Generator, kind: int, eps: float, horizon: int,
             cell_px: int) -> dict[str, np.ndarray]:
     """Run one behaviour-policy episode of ``kind`` (an index into :data:`KINDS`) on ``desc`` and return its padded
-    arrays (no batch axis)."""
+    contract arrays (no batch axis; no ``size``). The oracle may choose the actions; nothing it knows is returned.
+    Reward, termination and truncation are the environment's (:class:`rss_world.envs.frozenlake.VisualFrozenLakeEnv`
+    with ``max_steps=horizon``): reward 1 on entering the goal, terminated on entering the goal or a hole,
+    truncated at the horizon otherwise."""
     from rss_world.envs.maps import find_cell
     from rss_world.envs.oracle import move, off_grid_actions, optimal_action_mask
-    from rss_world.envs.parser import TILE_CODES
     from rss_world.envs.render import render_grid
 
     if not 0 <= int(kind) < len(KINDS):
         raise ValueError(f"episode kind {kind} is not one of 0..{len(KINDS) - 1} ({', '.join(KINDS)})")
     n = len(desc)
     cell = find_cell(desc, "S")
-    cells, actions, invalid, rewards = [cell], [], [], []
-    done, goal, hole = False, False, False
+    cells, actions, rewards = [cell], [], []
+    done = False
     burst = 0
     while len(actions) < horizon and not done:
         mask = optimal_action_mask(desc, cell)
@@ -169,29 +179,25 @@ def rollout(desc: Sequence[str], rng: np.random.Generator, kind: int, eps: float
         else:
             opts = np.flatnonzero(mask)
             a = int(opts[rng.integers(len(opts))])
-        cell, off = move(desc, cell, a)
+        cell, _ = move(desc, cell, a)
         letter = desc[cell[0]][cell[1]]
-        goal, hole = letter == "G", letter == "H"
-        done = goal or hole
+        done = letter in "GH"
         actions.append(a)
-        invalid.append(off)
-        rewards.append(float(goal))
+        rewards.append(float(letter == "G"))
         cells.append(cell)
     k = len(actions)
-    pad_cells = cells + [cells[-1]] * (horizon - k)
     frames = [render_grid(desc, c, cell_px) for c in cells]
     frames += [frames[-1]] * (horizon - k)
+    terminated = np.zeros(horizon, dtype=bool)
+    truncated = np.zeros(horizon, dtype=bool)
+    (terminated if done else truncated)[k - 1] = True  # not done: the loop stopped at the horizon
     return {
         "frames": np.stack(frames),
         "actions": np.array(actions + [-1] * (horizon - k), dtype=np.int8),
-        "invalid": np.array(invalid + [False] * (horizon - k), dtype=bool),
         "rewards": np.array(rewards + [0.0] * (horizon - k), dtype=np.float32),
+        "terminated": terminated,
+        "truncated": truncated,
         "lengths": np.int16(k),
-        "cells": np.array(pad_cells, dtype=np.int8),
-        "optimal": np.stack([optimal_action_mask(desc, c) for c in pad_cells]),
-        "tiles": np.array([[TILE_CODES[ch] for ch in row] for row in desc], dtype=np.int8).reshape(n, n),
-        "reached_goal": np.bool_(goal),
-        "fell_in_hole": np.bool_(hole),
     }
 
 
@@ -207,6 +213,38 @@ def plan_episodes(n_maps: int, episodes: int, seed: int, random_frac: float,
     return out
 
 
+def shard_plan(cfg: CollectConfig, maps: Sequence) -> list[tuple[str, int, list[int]]]:
+    """The shards of a collection: ``(file name, grid size, episode indices)`` in writing order. Episodes of one size
+    are sharded in index order, so row ``j`` of a shard is episode ``indices[j]`` of :func:`plan_episodes`.
+
+    Args:
+        cfg: the collection's settings.
+        maps: :func:`load_maps` of ``cfg.suite`` and ``cfg.sizes`` (anything with a ``size`` per map).
+    """
+    plan = plan_episodes(len(maps), cfg.episodes, cfg.seed, cfg.random_frac, cfg.bump_frac)
+    by_size: dict[int, list[int]] = {}
+    for i, (mi, _) in enumerate(plan):
+        by_size.setdefault(maps[mi].size, []).append(i)
+    return [(f"size{size}_{k // cfg.shard_size:05d}.npz", size, idx[k:k + cfg.shard_size])
+            for size, idx in sorted(by_size.items()) for k in range(0, len(idx), cfg.shard_size)]
+
+
+def _check_manifest(out: Path, settings: dict, resume: bool) -> None:
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        return
+    old = json.loads(manifest.read_text())
+    if old.get("format") != FORMAT:
+        raise ValueError(f"{out} holds rollouts of format {old.get('format', 1)}, not {FORMAT} (the rollout "
+                         f"contract; format 1 stored map-derived labels); re-collect: delete {out} or collect "
+                         "into another directory")
+    if old != settings:
+        raise ValueError(f"{out} holds a collection with settings {old}, not {settings}; collect into "
+                         f"another directory (or delete this one)")
+    if not resume and any(out.glob("size*.npz")):
+        raise ValueError(f"{out} already holds shards; pass --resume to complete it")
+
+
 def collect(out: str | Path, cfg: CollectConfig | None = None, resume: bool = False,
             progress: bool = True) -> list[Path]:
     """Collect rollouts into shards under ``out`` (see the module docstring for the format).
@@ -219,57 +257,40 @@ def collect(out: str | Path, cfg: CollectConfig | None = None, resume: bool = Fa
         Paths of all shards of this collection (written now or found on resume).
 
     Raises:
-        ValueError: Bad settings, or ``out`` already holds a collection made with other settings, or
-            shards exist and ``resume`` is False.
+        ValueError: Bad settings, or ``out`` already holds a collection made with other settings or of another
+            format, or shards exist and ``resume`` is False.
     """
     from tqdm import tqdm
+
+    from rss_world.data import check_contract
 
     cfg = cfg or CollectConfig()
     cfg.validate()
     out = Path(out)
     settings = cfg.manifest()
-    manifest = out / MANIFEST
-    if manifest.exists():
-        old = json.loads(manifest.read_text())
-        old.setdefault("bump_frac", 0.0)  # collections from before bump episodes existed had none
-        if old != settings:
-            raise ValueError(f"{out} holds a collection with settings {old}, not {settings}; collect into "
-                             f"another directory (or delete this one)")
-        if not resume and any(out.glob("size*.npz")):
-            raise ValueError(f"{out} already holds shards; pass --resume to complete it")
-    maps = _load_maps(cfg.suite, cfg.sizes)
-    atomic_write_text(manifest, json.dumps(settings, indent=1))
+    _check_manifest(out, settings, resume)
+    maps = load_maps(cfg.suite, cfg.sizes)
+    atomic_write_text(out / MANIFEST, json.dumps(settings, indent=1))
     plan = plan_episodes(len(maps), cfg.episodes, cfg.seed, cfg.random_frac, cfg.bump_frac)
-    by_size: dict[int, list[int]] = {}
-    for i, (mi, _) in enumerate(plan):
-        by_size.setdefault(maps[mi].size, []).append(i)
     paths: list[Path] = []
     bar = tqdm(total=cfg.episodes, desc="collect", unit="ep", disable=not progress)
-    for size in sorted(by_size):
-        idx = by_size[size]
+    for name, size, chunk in shard_plan(cfg, maps):
+        path = out / name
+        paths.append(path)
+        if path.exists():
+            bar.update(len(chunk))
+            continue
         t = cfg.horizon if cfg.horizon is not None else 4 * size
-        for k in range(0, len(idx), cfg.shard_size):
-            chunk = idx[k:k + cfg.shard_size]
-            path = out / f"size{size}_{k // cfg.shard_size:05d}.npz"
-            paths.append(path)
-            if path.exists():
-                bar.update(len(chunk))
-                continue
-            eps_data = []
-            for i in chunk:
-                mi, kind = plan[i]
-                rng = np.random.default_rng([cfg.seed, i, 1])
-                eps_data.append(rollout(maps[mi].desc, rng, kind, cfg.eps, t, cfg.cell_px))
-                bar.update(1)
-            arrays = {key: np.stack([e[key] for e in eps_data]) for key in eps_data[0]}
-            arrays.update(
-                kind=np.array([plan[i][1] for i in chunk], dtype=np.int8),
-                map_ids=np.array([maps[plan[i][0]].id for i in chunk]),
-                map_index=np.array([plan[i][0] for i in chunk], dtype=np.int32),
-                episode_index=np.array(chunk, dtype=np.int64),
-                size=np.int64(size), cell_px=np.int64(cfg.cell_px), seed=np.int64(cfg.seed),
-            )
-            atomic_write(path, lambda tmp, arrays=arrays: np.savez_compressed(tmp, **arrays))
+        eps_data = []
+        for i in chunk:
+            mi, kind = plan[i]
+            rng = np.random.default_rng([cfg.seed, i, 1])
+            eps_data.append(rollout(maps[mi].desc, rng, kind, cfg.eps, t, cfg.cell_px))
+            bar.update(1)
+        arrays = {key: np.stack([e[key] for e in eps_data]) for key in eps_data[0]}
+        arrays["size"] = np.int64(size)
+        check_contract(arrays, str(path))
+        atomic_write(path, lambda tmp, arrays=arrays: np.savez_compressed(tmp, **arrays))
     bar.close()
     return paths
 

@@ -1,5 +1,5 @@
 """Rollout collection (rss_world.rollouts): format, determinism per seed, resume, bump episodes, the recipe's data
-(its command line: test_collect.py)."""
+(its command line: test_collect.py; the rollout contract itself: test_data_contract.py)."""
 
 import dataclasses
 import json
@@ -8,10 +8,19 @@ import sys
 import numpy as np
 import pytest
 
-from rss_world.envs.maps import load_default_suite
-from rss_world.envs.oracle import move, optimal_action_mask
+from rss_world.data import CONTRACT_KEYS
+from rss_world.envs.maps import find_cell
+from rss_world.envs.oracle import move
 from rss_world.envs.parser import parse_frame
-from rss_world.rollouts import CollectConfig, DataConfig, ensure_recipe_data
+from rss_world.rollouts import (
+    FORMAT,
+    CollectConfig,
+    DataConfig,
+    ensure_recipe_data,
+    load_maps,
+    plan_episodes,
+    shard_plan,
+)
 from rss_world.rollouts import collect as collect_cfg
 
 KW = {"suite": "train", "episodes": 24, "seed": 3, "shard_size": 5, "sizes": [3, 5], "bump_frac": 0.0}
@@ -26,6 +35,33 @@ def _load(paths):
     return [dict(np.load(p)) for p in paths]
 
 
+def episode_plan(**settings) -> list[list[tuple[int, tuple[str, ...], int]]]:
+    """Per shard of a collection, per row: (episode index, map rows, kind code), from the settings alone (the shards
+    hold no map)."""
+    cfg = CollectConfig(**settings)
+    maps = load_maps(cfg.suite, cfg.sizes)
+    plan = plan_episodes(len(maps), cfg.episodes, cfg.seed, cfg.random_frac, cfg.bump_frac)
+    return [[(i, maps[plan[i][0]].desc, plan[i][1]) for i in idx] for _, _, idx in shard_plan(cfg, maps)]
+
+
+def replay(shard: dict, e: int, desc: tuple[str, ...]) -> list[bool]:
+    """Check row ``e`` of ``shard`` against ``desc``: every frame shows the agent where the recorded actions take it,
+    rewards and the end flags are the map's; returns the off-grid flag of every step."""
+    cell, off_grid = find_cell(desc, "S"), []
+    n = int(shard["lengths"][e])
+    for t in range(n):
+        assert parse_frame(shard["frames"][e, t]).equals_grid(desc, cell)
+        cell, off = move(desc, cell, int(shard["actions"][e, t]))
+        off_grid.append(off)
+        end = desc[cell[0]][cell[1]] in "GH"
+        assert shard["rewards"][e, t] == float(desc[cell[0]][cell[1]] == "G")
+        assert shard["terminated"][e, t] == end and shard["truncated"][e, t] == (not end and t + 1 == n)
+        assert not end or t + 1 == n
+    assert parse_frame(shard["frames"][e, n]).equals_grid(desc, cell)
+    assert (shard["frames"][e, n:] == shard["frames"][e, n]).all() and (shard["actions"][e, n:] == -1).all()
+    return off_grid
+
+
 def test_collection_is_deterministic_and_consistent(tmp_path):
     a = _load(collect(tmp_path / "a", **KW))
     b = _load(collect(tmp_path / "b", **KW))
@@ -34,21 +70,15 @@ def test_collection_is_deterministic_and_consistent(tmp_path):
         assert x.keys() == y.keys()
         for k in x:
             assert np.array_equal(x[k], y[k]), k
-    maps = {m.id: m.desc for m in load_default_suite("train")}
     n_eps = 0
-    for shard in a:
+    for shard, rows in zip(a, episode_plan(**KW), strict=True):
         size = int(shard["size"])
+        assert set(shard) == set(CONTRACT_KEYS)
         assert shard["frames"].shape[1:] == (4 * size + 1, 16 * size, 16 * size, 3)
-        for e in range(len(shard["map_ids"])):
+        for e, (_, desc, _) in enumerate(rows):
+            assert len(desc) == size
+            replay(shard, e, desc)
             n_eps += 1
-            desc = maps[str(shard["map_ids"][e])]
-            cell = tuple(shard["cells"][e, 0])
-            for t in range(int(shard["lengths"][e])):
-                assert np.array_equal(shard["optimal"][e, t], optimal_action_mask(desc, cell))
-                assert parse_frame(shard["frames"][e, t]).equals_grid(desc, cell)
-                cell, off = move(desc, cell, int(shard["actions"][e, t]))
-                assert off == shard["invalid"][e, t] and cell == tuple(shard["cells"][e, t + 1])
-            assert shard["reached_goal"][e] == (desc[cell[0]][cell[1]] == "G")
     assert n_eps == 24
 
 
@@ -69,7 +99,8 @@ def test_other_seed_differs_and_resume_completes(tmp_path):
         assert np.array_equal(x["frames"], y["frames"])
     with pytest.raises(ValueError, match="settings"):
         collect(out, **{**KW, "eps": 0.5}, resume=True)
-    assert json.loads((out / "manifest.json").read_text())["seed"] == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["format"] == FORMAT
 
 
 def test_one_source_for_the_collection_defaults():
@@ -87,45 +118,40 @@ def test_collection_library_import_has_no_side_effects():
     assert out.split() == ["False", "False"]
 
 
-def _runs_of_invalid(shard) -> list[int]:
-    runs = []
-    for e in range(len(shard["lengths"])):
-        run = 0
-        for t in range(int(shard["lengths"][e])):
-            run = run + 1 if shard["invalid"][e, t] else 0
-            if run and (t + 1 == int(shard["lengths"][e]) or not shard["invalid"][e, t + 1]):
-                runs.append(run)
+def _runs(flags: list[bool]) -> list[int]:
+    """Lengths of the runs of True in ``flags``."""
+    runs, run = [], 0
+    for f in [*flags, False]:
+        if not f and run:
+            runs.append(run)
+        run = run + 1 if f else 0
     return runs
 
 
 def test_bump_episodes_press_against_the_edge_and_leave_other_episodes_alone(tmp_path):
     kw = {**KW, "episodes": 40}
-    plain = {int(i): (s, j) for s in _load(collect(tmp_path / "p", **kw)) for j, i in enumerate(s["episode_index"])}
-    mixed = _load(collect(tmp_path / "m", **{**kw, "bump_frac": 0.5}))
-    maps = {m.id: m.desc for m in load_default_suite("train")}
-    kinds = np.concatenate([s["kind"] for s in mixed])
-    assert set(kinds.tolist()) == {0, 1, 2} and (kinds == 2).sum() >= 10
+    plain_rows = [r for rows in episode_plan(**kw) for r in rows]
+    plain = {i: (s, j) for s, rows in zip(_load(collect(tmp_path / "p", **kw)), episode_plan(**kw))
+             for j, (i, _, _) in enumerate(rows)}
+    mixed_kw = {**kw, "bump_frac": 0.5}
+    mixed = _load(collect(tmp_path / "m", **mixed_kw))
+    plain_kind = {i: kind for i, _, kind in plain_rows}
+    kinds = [kind for rows in episode_plan(**mixed_kw) for _, _, kind in rows]
+    assert set(kinds) == {0, 1, 2} and kinds.count(2) >= 10
     bump_runs, n_bump_steps, n_bump_invalid = [], 0, 0
-    for s in mixed:
-        for j, i in enumerate(s["episode_index"]):
-            ps, pj = plain[int(i)]
-            if s["kind"][j] != 2:  # the same draw decides the kind: non-bump episodes are untouched
-                assert ps["kind"][pj] == s["kind"][j]
+    for s, rows in zip(mixed, episode_plan(**mixed_kw), strict=True):
+        for j, (i, desc, kind) in enumerate(rows):
+            ps, pj = plain[i]
+            if kind != 2:  # the same draw decides the kind: non-bump episodes are untouched
+                assert plain_kind[i] == kind
                 assert np.array_equal(ps["actions"][pj], s["actions"][j])
                 continue
-            assert ps["kind"][pj] == 0  # bump episodes replace ε-oracle ones only
-            desc = maps[str(s["map_ids"][j])]
-            cell = tuple(s["cells"][j, 0])
-            for t in range(int(s["lengths"][j])):
-                assert parse_frame(s["frames"][j, t]).equals_grid(desc, cell)
-                cell, off = move(desc, cell, int(s["actions"][j, t]))
-                assert off == s["invalid"][j, t] and cell == tuple(s["cells"][j, t + 1])
-                n_bump_steps += 1
-                n_bump_invalid += int(off)
-        one = {k: v[s["kind"] == 2] for k, v in s.items() if np.ndim(v) and len(v) == len(s["kind"])}
-        bump_runs += _runs_of_invalid(one)
-    plain_runs = [r for s in plain.values() for r in _runs_of_invalid({k: v[s[1]:s[1] + 1] for k, v in s[0].items()
-                                                                        if np.ndim(v) and len(v) == len(s[0]["kind"])})]
+            assert plain_kind[i] == 0  # bump episodes replace ε-oracle ones only
+            off = replay(s, j, desc)
+            n_bump_steps += len(off)
+            n_bump_invalid += sum(off)
+            bump_runs += _runs(off)
+    plain_runs = [r for i, desc, _ in plain_rows for r in _runs(replay(*plain[i], desc))]
     assert n_bump_invalid / n_bump_steps > 0.2
     assert max(bump_runs) >= 4 and max(bump_runs) > max(plain_runs, default=0)
 
@@ -138,12 +164,17 @@ def test_bad_mix_and_old_manifests(tmp_path):
     assert not (tmp_path / "x").exists()
     out = tmp_path / "old"
     paths = collect(out, **KW)
-    settings = json.loads((out / "manifest.json").read_text())
-    del settings["bump_frac"]  # a collection made before bump episodes existed
-    (out / "manifest.json").write_text(json.dumps(settings))
     assert collect(out, **KW, resume=True) == paths
     with pytest.raises(ValueError, match="another directory"):
         collect(out, **{**KW, "bump_frac": 0.2}, resume=True)
+    settings = json.loads((out / "manifest.json").read_text())
+    del settings["format"]  # a collection made before the rollout contract (format 1: map-derived labels)
+    (out / "manifest.json").write_text(json.dumps(settings))
+    mtimes = [p.stat().st_mtime_ns for p in paths]
+    with pytest.raises(ValueError, match=r"format 1, not rss_world.rollouts/2 .*re-collect"):
+        collect(out, **KW, resume=True)
+    assert [p.stat().st_mtime_ns for p in paths] == mtimes and json.loads((out / "manifest.json").read_text()) == \
+        settings
 
 
 def test_recipe_data_refuses_a_collection_with_other_settings(tmp_path):
