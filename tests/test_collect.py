@@ -1,9 +1,12 @@
 """``python -m rss_world.collect``: one-line errors for bad input (nothing written), and a small collection whose
-manifest is the config's."""
+manifest is the config's and whose shard holds the rollout contract."""
 
 import json
 
-from rss_world.rollouts import CollectConfig
+import numpy as np
+
+from rss_world.data import CONTRACT_KEYS
+from rss_world.rollouts import FORMAT, CollectConfig
 
 
 def test_bad_input_is_one_line_and_a_run_writes_shards_and_manifest(tmp_path, capsys, run_cli):
@@ -16,6 +19,9 @@ def test_bad_input_is_one_line_and_a_run_writes_shards_and_manifest(tmp_path, ca
     assert not (tmp_path / "x").exists()
     argv = ["--env", "frozenlake", "--episodes", "3", "--out", str(tmp_path / "y"), "--sizes", "3", "--no-progress"]
     assert run_cli("rss_world.collect", argv) == 0
-    assert len(list((tmp_path / "y").glob("size3_*.npz"))) == 1
+    shards = list((tmp_path / "y").glob("size3_*.npz"))
+    assert len(shards) == 1
+    with np.load(shards[0]) as z:
+        assert set(z.files) == set(CONTRACT_KEYS) and len(z["lengths"]) == 3
     manifest = json.loads((tmp_path / "y" / "manifest.json").read_text())
-    assert manifest == CollectConfig(episodes=3, sizes=[3]).manifest()
+    assert manifest == CollectConfig(episodes=3, sizes=[3]).manifest() and manifest["format"] == FORMAT
