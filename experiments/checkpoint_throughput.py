@@ -2,6 +2,7 @@
 
     mkdir -p /tmp/old && git show 8ffa6d0:rss_world/checkpoints/frozenlake/config.json > /tmp/old/config.json
     git show 8ffa6d0:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/old/model.safetensors
+    git checkout 5afe878  # the comparison below is of world-model v1 checkpoints, which v2 no longer reads
     python -c "from rss_world.checkpoint import convert_legacy; convert_legacy('/tmp/old', '/tmp/dec2')"
     python experiments/checkpoint_throughput.py /tmp/dec2 rss_world/checkpoints/frozenlake  # 2 decoder blocks vs 1
     python experiments/checkpoint_throughput.py rss_world/checkpoints/frozenlake --reencode-every 0 4 1 \

@@ -2,6 +2,7 @@
 
     mkdir -p /tmp/old && git show fb03032:rss_world/checkpoints/frozenlake/config.json > /tmp/old/config.json
     git show fb03032:rss_world/checkpoints/frozenlake/model.safetensors > /tmp/old/model.safetensors
+    git checkout 5afe878  # the comparison below is of world-model v1 checkpoints, which v2 no longer reads
     python -c "from rss_world.checkpoint import convert_legacy; convert_legacy('/tmp/old', '/tmp/nobump')"
     python experiments/imagined_drift.py rss_world/checkpoints/frozenlake /tmp/nobump
 

@@ -21,8 +21,11 @@ from safetensors.torch import load_file, save_file
 from rss_world.io import atomic_write, atomic_write_text
 from rss_world.world_model import ARCHS, WorldModel
 
-FORMAT = "rss_world.checkpoint/2"
-LEGACY_FORMATS = {"rss_world.checkpoint/1": "the layout before the world_model package (rsr.gate.*, value_gate.*)"}
+FORMAT = "rss_world.checkpoint/3"
+LEGACY_FORMATS = {  # world model v1: absolute grid positions up to 16, trained on map labels; no conversion exists
+    "rss_world.checkpoint/1": "world model v1, before the world_model package",
+    "rss_world.checkpoint/2": "world model v1: learned absolute positions up to 16x16, trained on map labels",
+}
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.pt"
 
 
@@ -70,7 +73,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{f} must hold a JSON object, got {type(cfg).__name__}")
     if cfg.get("format") in LEGACY_FORMATS:
         raise ValueError(f"{f} is a {cfg['format']} checkpoint ({LEGACY_FORMATS[cfg['format']]}); this version "
-                         f"reads {FORMAT}: convert it with rss_world.checkpoint.convert_legacy(src, dst)")
+                         f"reads {FORMAT} (world model v2) and cannot convert it: retrain with python -m "
+                         f"rss_world.train --env frozenlake")
     if cfg.get("format") != FORMAT or cfg.get("kind") != "world_model":
         raise ValueError(f"{f} is not a {FORMAT} world-model checkpoint config")
     for key, kind in (("arch", str), ("model", dict), ("sha256", str), ("meta", dict)):
@@ -120,35 +124,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Wo
         raise ValueError(f"checkpoint {path} holds non-finite weights in {bad[:5]}")
     model.load_state_dict(state)
     return model.eval()
-
-
-def convert_legacy(src: str | Path, dst: str | Path) -> Path:
-    """Convert a format-1 checkpoint of the shipped architecture into a format-2 one with identical outputs.
-
-    Format 1 saved the dynamics layer's own gating network (``rsr.gate.*``) and output bias, which the world model
-    never used, and named the planning gate ``value_gate``. Ablation checkpoints of format 1 are not converted.
-
-    Raises:
-        ValueError: ``src`` is not a format-1 checkpoint of the shipped architecture.
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        old = json.loads((src / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {src / CONFIG}: {err}") from None
-    if old.get("format") not in LEGACY_FORMATS:
-        raise ValueError(f"{src} is not a legacy checkpoint (format {old.get('format')!r})")
-    settings = dict(old["model"])
-    layout = {k: settings.pop(k, None) for k in ("gate", "experts_per_action", "shared_expert")}
-    if layout != {"gate": "value", "experts_per_action": 1, "shared_expert": False}:
-        raise ValueError(f"{src} is a legacy ablation checkpoint ({layout}); only the shipped layout converts")
-    settings["gate_sweeps"] = settings.pop("gate_iters")
-    unused = ("rsr.gate.", "rsr.base.to_out.bias")
-    state = {("gate." + k[len("value_gate."):] if k.startswith("value_gate.") else k): v
-             for k, v in load_file(src / WEIGHTS).items() if not k.startswith(unused)}
-    model = WorldModel(WorldModel.config_class.from_dict(settings))
-    model.load_state_dict(state)
-    return save_model(dst, model, {**old.get("meta", {}), "converted_from": old["format"]})
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:

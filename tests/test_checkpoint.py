@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rss_world.checkpoint import CONFIG, WEIGHTS, convert_legacy, load_model, save_model, weights_digest
+from rss_world.checkpoint import CONFIG, WEIGHTS, load_model, save_model, weights_digest
 from rss_world.world_model import ARCHS, build_world_model
 
 
@@ -80,31 +80,8 @@ def test_missing_checkpoint_and_nan_save(tmp_path, tiny_settings):
     assert not (tmp_path / "inf").exists() or not any((tmp_path / "inf").iterdir())
 
 
-def write_legacy(model, path: Path) -> None:
-    """Write ``model`` as format 1 did: its unused layer gate and output bias saved, the planning gate as
-    ``value_gate``, the layout as config flags."""
-    state = {("value_gate." + k[5:] if k.startswith("gate.") else k): v for k, v in model.state_dict().items()}
-    state |= {"rsr.gate.out.weight": torch.randn(4, 8), "rsr.base.to_out.bias": torch.randn(model.cfg.dim)}
-    path.mkdir(parents=True)
-    save_file(state, path / WEIGHTS)
-    settings = model.cfg.to_dict()
-    settings |= {"gate": "value", "gate_iters": settings.pop("gate_sweeps"), "experts_per_action": 1,
-                 "shared_expert": False}
-    (path / CONFIG).write_text(json.dumps({"format": "rss_world.checkpoint/1", "kind": "world_model",
-                                           "model": settings, "meta": {"step": 7}}))
-
-
-def test_legacy_checkpoints_are_refused_and_convert_to_identical_outputs(tmp_path, tiny_settings):
-    torch.manual_seed(0)
-    model = build_world_model(**tiny_settings).eval()
-    write_legacy(model, tmp_path / "old")
-    with pytest.raises(ValueError, match="convert it with rss_world.checkpoint.convert_legacy"):
-        load_model(tmp_path / "old")
-    new = load_model(convert_legacy(tmp_path / "old", tmp_path / "new"))
-    z = torch.randn(2, 9, 32)
-    with torch.no_grad():
-        assert torch.equal(model.imagine(z, steps=3).frames, new.imagine(z, steps=3).frames)
-    assert json.loads((tmp_path / "new" / CONFIG).read_text())["meta"] == {
-        "step": 7, "converted_from": "rss_world.checkpoint/1"}
-    with pytest.raises(ValueError, match="not a legacy checkpoint"):
-        convert_legacy(tmp_path / "new", tmp_path / "again")
+@pytest.mark.parametrize("old", ["rss_world.checkpoint/1", "rss_world.checkpoint/2"])
+def test_world_model_v1_checkpoints_are_refused_with_the_way_out(ckpt, old):
+    edit_config(ckpt, lambda c: c.update(format=old))
+    with pytest.raises(ValueError, match=f"{old} checkpoint .*cannot convert it: retrain with python -m rss_world"):
+        load_model(ckpt)

@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from rss_world.envs.maps import MapSpec, find_cell, map_id, maps_from, validate_desc
+from rss_world.envs.maps import MAX_SIZE, MIN_SIZE, MapSpec, find_cell, map_id, maps_from, validate_desc
 from rss_world.envs.render import DEFAULT_CELL_PX, render_grid
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 Suite = Sequence[MapSpec | Sequence[str]] | str | Path
 
 
-def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | None, pad_to: int | None,
-                 max_size: int) -> tuple[list[MapSpec], int]:
+def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | None,
+                 pad_to: int | None) -> tuple[list[MapSpec], int]:
     """Maps an imagined env draws from, and the canvas side in cells.
 
     Args:
@@ -32,8 +32,8 @@ def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | No
         suite: maps (MapSpec or row tuples) or a JSONL path.
         size: keep only maps of this size.
         pad_to: frames are zero-padded (bottom/right) to this many cells, so maps of sizes up to ``pad_to`` share
-            one observation space; None: every map must have one size, the canvas.
-        max_size: the model's largest grid.
+            one observation space (at most the maps' limit, ``MAX_SIZE``); None: every map must have one size, the
+            canvas.
 
     Raises:
         ValueError: both or neither of desc/suite, invalid maps, mixed sizes without ``pad_to``, no map left.
@@ -43,18 +43,15 @@ def resolve_maps(desc: Sequence[str] | None, suite: Suite | None, size: int | No
     if size is not None:
         maps = [m for m in maps if m.size == size]
     if pad_to is not None:
-        if not 2 <= pad_to <= max_size:
-            raise ValueError(f"pad_to={pad_to} is outside 2..{max_size} (the model's max_size)")
+        if not MIN_SIZE <= pad_to <= MAX_SIZE:
+            raise ValueError(f"pad_to={pad_to} is outside {MIN_SIZE}..{MAX_SIZE}")
         maps = [m for m in maps if m.size <= pad_to]
     if not maps:
         raise ValueError(f"no map left for size={size}, pad_to={pad_to} (the suite has sizes {have})")
     sizes = sorted({m.size for m in maps})
     if pad_to is None and len(sizes) != 1:
         raise ValueError(f"suite has map sizes {sizes}; pass size= to pick one or pad_to= to pad frames")
-    canvas = pad_to if pad_to is not None else sizes[0]
-    if canvas > max_size:
-        raise ValueError(f"map size {canvas} exceeds the model's max_size {max_size}")
-    return maps, canvas
+    return maps, (pad_to if pad_to is not None else sizes[0])
 
 
 def start_frame(desc: Sequence[str], cell_px: int = DEFAULT_CELL_PX) -> np.ndarray:
@@ -267,7 +264,7 @@ def open_slots(model: WorldModel, num: int, desc: Sequence[str] | None, suite: S
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    maps, canvas = resolve_maps(desc, suite, size, pad_to, model.cfg.max_size)
+    maps, canvas = resolve_maps(desc, suite, size, pad_to)
     slots = LatentSlots(model, num, canvas, device, precision, resolve_cache_size(cache_size, preencode, len(maps)),
                         reencode_every)
     if preencode:

@@ -20,7 +20,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rss_world.envs.maps import step_limit
+from rss_world.envs.maps import MAX_SIZE, step_limit
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import DEFAULT_CELL_PX
 from rss_world.imagination.slots import Suite, open_slots, pick_map, resolve_maps
@@ -177,7 +177,7 @@ def measure_head_agreement(model: WorldModel, suite: Suite, steps: int = 64, num
         threshold: decision threshold of the heads.
     """
     if pad_to is None:
-        maps, _ = resolve_maps(None, suite, None, 16, model.cfg.max_size)
+        maps, _ = resolve_maps(None, suite, None, MAX_SIZE)
         pad_to = max(m.size for m in maps)
     env = WorldModelVecEnv(model, num_envs, suite=suite, pad_to=pad_to, threshold=threshold, seed=seed)
     rng = np.random.default_rng(seed)

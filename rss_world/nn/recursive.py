@@ -115,6 +115,9 @@ class RecursiveSparseAttention(nn.Module):
         norm_q, norm_k: optional per-head norms applied to q and k (``(B, H, N, d)``), as in SD3's qk-norm.
         external_routing: the caller routes with a gate of its own and passes a ``Selection`` to every
             :meth:`step` (the world model's planning gate); the layer then builds no gating network.
+        attention: optional attention function ``(q, k, v, bias) -> (B, H, N, d)`` used instead of dense scaled
+            dot-product attention when there is no context (e.g. the world model's neighbourhood attention, whose
+            ``bias`` is its own relative-position bias); the routing and the experts are the same either way.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class RecursiveSparseAttention(nn.Module):
         norm_q: nn.Module | None = None,
         norm_k: nn.Module | None = None,
         external_routing: bool = False,
+        attention: Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor] | None = None,
     ) -> None:
         super().__init__()
         cfg.validate()
@@ -148,6 +152,7 @@ class RecursiveSparseAttention(nn.Module):
         self.base = nn.ModuleDict({"to_q": to_q, "to_k": to_k, "to_v": to_v, "to_out": to_out})
         self.base.requires_grad_(False)
         self.norm_q, self.norm_k = norm_q, norm_k
+        self.attention = attention
         for norm in (norm_q, norm_k):  # the base's q/k norms are part of the frozen base too
             if isinstance(norm, nn.Module):
                 norm.requires_grad_(False)
@@ -183,8 +188,11 @@ class RecursiveSparseAttention(nn.Module):
             k = self.norm_k(k)
         n = q.shape[2]
         if ctx is not None:
+            if self.attention is not None:
+                raise ValueError("a custom attention function takes no context tokens")
             q, k, v = (torch.cat([a, c], dim=2) for a, c in zip((q, k, v), ctx))
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N+M, d)
+        attend = self.attention or (lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, attn_mask=b))
+        a = attend(q, k, v, bias)  # (B, H, N+M, d)
         a = self._merge(a)  # (B, N+M, H*d)
         return a[:, :n], (a[:, n:] if ctx is not None else None)
 

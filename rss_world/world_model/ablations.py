@@ -3,15 +3,15 @@
 The shipped :class:`~rss_world.world_model.WorldModel` reads straight through; each row of the ablation table
 changes one idea here:
 
-* :class:`TrunkGateWorldModel`: the gate closest to the paper's, a weight-tied transformer block iterated over the
-  tokens, then the core's per-token ``GatingNetwork``, pooled into one decision per sample by learned attention.
+* :class:`TrunkGateWorldModel`: the gate closest to the paper's, a weight-tied transformer block (neighbourhood
+  attention, like every block of the model) iterated over the tokens, then the core's per-token
+  ``GatingNetwork``, pooled into one decision per sample by learned attention.
 * :class:`SharedExpertWorldModel`: no routing: one expert for every action, which enters as an embedding.
 * :class:`MultiExpertWorldModel`: ``k`` experts per action; the gate also picks which of the action's experts runs.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from rss_world.nn.routing import GatingNetwork, gumbel_select
 
-from .blocks import Block, GridPositions
+from .blocks import LocalBlock
 from .config import NUM_ACTIONS, WorldModelConfig
 from .model import WorldModel
 from .value_gate import ValueIterationGate
@@ -28,31 +28,29 @@ from .value_gate import ValueIterationGate
 
 @dataclass
 class TrunkGateConfig(WorldModelConfig):
-    trunk_iters: int = 4  # iterations of the weight-tied gate block
+    trunk_iters: int = 8  # iterations of the weight-tied gate block
 
     def checks(self) -> dict[str, bool]:
         return {**super().checks(), "trunk_iters": self.trunk_iters >= 0}
 
 
 class TrunkGate(nn.Module):
-    """Transformer-trunk gate: ``iters`` passes of one block over ``z`` (positions re-injected every pass), per-token
-    expert logits from ``GatingNetwork``, pooled by a learned softmax over tokens."""
+    """Transformer-trunk gate: ``iters`` passes of one neighbourhood block over ``z`` (``z`` re-injected every
+    pass), per-token expert logits from ``GatingNetwork``, pooled by a learned softmax over tokens."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, max_size: int, num_experts: int, iters: int,
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int, num_experts: int, iters: int,
                  temperature: float) -> None:
         super().__init__()
         self.iters = iters
-        self.pos = GridPositions(dim, max_size)
-        self.block = Block(dim, heads, mlp_ratio)
+        self.block = LocalBlock(dim, heads, mlp_ratio, window)
         self.norm = nn.LayerNorm(dim)
         self.route = GatingNetwork(dim, 0, num_experts, per_token=True, temperature=temperature)
         self.pool = nn.Linear(dim, 1)
 
     def forward(self, z: Tensor) -> Tensor:
-        pos = self.pos(math.isqrt(z.shape[1]))
         h = z
         for _ in range(self.iters):
-            h = self.block(h + z + pos)  # (B, N, D)
+            h = self.block(h + z)  # (B, N, D)
         h = self.norm(h)
         w = torch.softmax(self.pool(h).squeeze(-1), dim=1)  # (B, N)
         return (w[..., None] * self.route.logits(h)).sum(1)  # (B, E)
@@ -66,12 +64,15 @@ class TrunkGateWorldModel(WorldModel):
 
     def build_gate(self) -> nn.Module:
         c = self.cfg
-        return TrunkGate(c.dim, c.heads, c.mlp_ratio, c.max_size, self.num_experts, c.trunk_iters, c.temperature)
+        return TrunkGate(c.dim, c.heads, c.mlp_ratio, c.window, self.num_experts, c.trunk_iters, c.temperature)
 
     def gate_logits(self, z: Tensor) -> Tensor:
         return self.gate(z)
 
     def gate_token_logits(self, z: Tensor) -> Tensor | None:
+        return None
+
+    def gate_kernels(self) -> Tensor | None:
         return None
 
 
@@ -114,7 +115,7 @@ class MultiExpertWorldModel(WorldModel):
         return self.cfg.experts_per_action
 
     def build_gate(self) -> nn.Module:
-        return nn.ModuleDict({"value": ValueIterationGate(self.cfg.dim, NUM_ACTIONS, sweeps=self.cfg.gate_sweeps),
+        return nn.ModuleDict({"value": ValueIterationGate(self.cfg.dim, NUM_ACTIONS),
                               "sub": nn.Linear(self.cfg.dim, self.num_experts)})
 
     def gate_logits(self, z: Tensor) -> Tensor:
@@ -125,6 +126,9 @@ class MultiExpertWorldModel(WorldModel):
 
     def gate_token_logits(self, z: Tensor) -> Tensor | None:
         return self.gate["value"].token_logits(z)
+
+    def gate_kernels(self) -> Tensor | None:
+        return self.gate["value"].kernels()
 
     def action_probs(self, gate_logits: Tensor) -> Tensor:
         return F.softmax(gate_logits.float(), -1).view(-1, NUM_ACTIONS, self.experts_per_action).sum(-1)

@@ -17,11 +17,9 @@ class WorldModelConfig:
         heads: attention heads.
         enc_layers: transformer blocks of the frame encoder.
         dec_layers: transformer blocks of the frame decoder.
-        gate_sweeps: value-iteration sweeps of the planning gate; more than the longest shortest path (22 on
-            sizes 3-8).
         rank: LoRA rank of each action's expert.
         temperature: Gumbel-softmax temperature of the gate (the paper's 5.0).
-        max_size: largest grid side the position tables cover.
+        window: side of the attention neighbourhood of every block (odd; 3: a cell and its 8 neighbours).
         mlp_ratio: hidden width of the MLPs, as a multiple of ``dim``.
     """
 
@@ -30,10 +28,9 @@ class WorldModelConfig:
     heads: int = 4
     enc_layers: int = 2
     dec_layers: int = 1
-    gate_sweeps: int = 32
     rank: int = 16
     temperature: float = 5.0
-    max_size: int = 16
+    window: int = 3
     mlp_ratio: float = 2.0
 
     def checks(self) -> dict[str, bool]:
@@ -44,10 +41,9 @@ class WorldModelConfig:
             "heads": self.heads >= 1 and self.dim % max(self.heads, 1) == 0,
             "enc_layers": self.enc_layers >= 0,
             "dec_layers": self.dec_layers >= 0,
-            "gate_sweeps": self.gate_sweeps >= 0,
             "rank": self.rank >= 1,
             "temperature": self.temperature > 0,
-            "max_size": 2 <= self.max_size <= 16,
+            "window": self.window >= 1 and self.window % 2 == 1,
             "mlp_ratio": self.mlp_ratio > 0,
         }
 

@@ -1,13 +1,14 @@
 """The visual world model: encode / step / decode / status / policy.
 
-* ``encode`` turns a frame into one latent token per grid cell (patch embedding + 2D row/column positions +
-  transformer blocks), so grids of different sizes share one model.
+* ``encode`` turns a frame into one latent token per grid cell (patch embedding + transformer blocks whose
+  attention covers each token's 3x3 neighbourhood, :class:`~rss_world.world_model.blocks.LocalAttention`). Nothing
+  depends on absolute positions, so one model serves every grid size, also sizes it never saw.
 * ``step`` is one latent step of recursive sparse attention (``rss_world.nn.recursive``): the action selects its
-  LoRA expert, which refines the tokens inside attention (with a per-expert 2D relative-position bias), followed by
-  a zero-initialised MLP. Without an action the planning gate picks it.
+  LoRA expert, which refines the tokens inside neighbourhood attention (with a per-expert relative-position bias
+  over the window), followed by a zero-initialised MLP. Without an action the planning gate picks it.
 * The planning gate is ours, not the paper's MLP gate: differentiable value iteration over the latent token grid
   (``value_gate.py``), read at the agent's token. The paper-like gate is an ablation (``ablations.py``).
-* ``decode`` is a transformer frame decoder: tokens -> RGB patches in [0, 1].
+* ``decode`` is a transformer frame decoder (the same neighbourhood blocks): tokens -> RGB patches in [0, 1].
 * Status head: per-token logits (agent on goal here, agent in a hole here), pooled by max over tokens.
 
 Only this API is meant for planners and environments.
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from rss_world.nn.recursive import RecursiveSparseAttention, RSRConfig
 from rss_world.nn.routing import RoutingRecord, Selection, gumbel_select
 
-from .blocks import Block, GridPositions, patchify, unpatchify
+from .blocks import LocalAttention, LocalBlock, patchify, unpatchify
 from .config import NUM_ACTIONS, WorldModelConfig
 from .value_gate import ValueIterationGate
 
@@ -78,22 +79,20 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         d, p = cfg.dim, cfg.cell_px
         self.patch = nn.Linear(3 * p * p, d)
-        self.pos = GridPositions(d, cfg.max_size)
-        self.enc = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.enc_layers))
+        self.enc = nn.ModuleList(LocalBlock(d, cfg.heads, cfg.mlp_ratio, cfg.window) for _ in range(cfg.enc_layers))
         self.enc_norm = nn.LayerNorm(d)
         # Dynamics: one recursive sparse attention layer. There is no pretrained base here, so its base
         # projections train with the model. The output projection has no bias: a step adds only W_o (a_t - a0).
         self.dyn_norm = nn.LayerNorm(d)
-        self.dyn_pos = GridPositions(d, cfg.max_size)  # positions re-injected at every step
-        # 2D relative-position attention bias: a shared one for the base attention and one per expert, so an
-        # action's expert can attend to "the neighbour on my left" directly. Zero-init: no bias at the start.
-        span = (2 * cfg.max_size - 1) ** 2
-        self.rel_base = nn.Parameter(torch.zeros(cfg.heads, span))
-        self.rel_expert = nn.Parameter(torch.zeros(self.num_experts, cfg.heads, span))
+        # Relative-position bias over the attention window: the attention's own (shared by the base attention and
+        # every expert) plus one per expert, so an action's expert can attend to "the neighbour on my left"
+        # directly. Zero-init: no bias at the start.
+        self.rel_expert = nn.Parameter(torch.zeros(self.num_experts, cfg.heads, cfg.window ** 2))
         proj = [nn.Linear(d, d) for _ in range(3)] + [nn.Linear(d, d, bias=False)]
         rsr_cfg = RSRConfig(num_experts=self.num_experts, steps=1, rank=cfg.rank, cond_dim=0, per_token=False,
                             temperature=cfg.temperature)
-        self.rsr = RecursiveSparseAttention(rsr_cfg, *proj, heads=cfg.heads, external_routing=True)
+        self.rsr = RecursiveSparseAttention(rsr_cfg, *proj, heads=cfg.heads, external_routing=True,
+                                            attention=LocalAttention(cfg.heads, d // cfg.heads, cfg.window))
         self.rsr.base.requires_grad_(True)
         self.dyn_mlp_norm = nn.LayerNorm(d)
         hidden = int(d * cfg.mlp_ratio)
@@ -103,11 +102,10 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self.dyn_mlp[-1].weight)
         nn.init.zeros_(self.dyn_mlp[-1].bias)
         self.gate = self.build_gate()
-        self.dec = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_layers))
+        self.dec = nn.ModuleList(LocalBlock(d, cfg.heads, cfg.mlp_ratio, cfg.window) for _ in range(cfg.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.dec_out = nn.Linear(d, 3 * p * p)
         self.status_head = nn.Linear(d, 2)
-        self._rel_cache: dict[tuple[int, str], Tensor] = {}  # relative-offset indices per grid size (no params)
 
     # ------------------------------------------------------------------ what ablations override
     @property
@@ -116,16 +114,20 @@ class WorldModel(nn.Module):
 
     def build_gate(self) -> nn.Module:
         """The planning gate: value iteration over the latent grid, ``z -> (action logits, agent weights)``."""
-        return ValueIterationGate(self.cfg.dim, NUM_ACTIONS, sweeps=self.cfg.gate_sweeps)
+        return ValueIterationGate(self.cfg.dim, NUM_ACTIONS)
 
     def gate_logits(self, z: Tensor) -> Tensor:
         """The planning gate's logits ``(B, E)`` over experts at latent ``z`` (here one expert per action)."""
         return self.gate(z)[0]
 
     def gate_token_logits(self, z: Tensor) -> Tensor | None:
-        """The value-iteration gate's per-token logits ``(B, N, 3)``: goal here, walkable here, agent here (``None``
-        for a gate without them)."""
+        """The value-iteration gate's per-token logits ``(B, N, 3)``: goal here, hole here, agent here (``None`` for a
+        gate without them)."""
         return self.gate.token_logits(z)
+
+    def gate_kernels(self) -> Tensor | None:
+        """The value-iteration gate's transition kernels ``(A, 1, 3, 3)`` (``None`` for a gate without them)."""
+        return self.gate.kernels()
 
     def action_probs(self, gate_logits: Tensor) -> Tensor:
         """Gate logits -> action distribution ``(B, 4)``."""
@@ -145,15 +147,15 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ encode / decode
     def check_frames(self, frames: Tensor) -> int:
-        """Validate ``(B, H, W, 3)`` uint8 frames; return the grid size."""
+        """Validate ``(B, H, W, 3)`` uint8 frames; return the grid size (any size from 2 up)."""
         p = self.cfg.cell_px
         if frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[1] != frames.shape[2]:
             raise ValueError(f"frames must be (B, H, W, 3) with H == W, got {tuple(frames.shape)}")
         if frames.shape[1] % p:
             raise ValueError(f"frame side {frames.shape[1]} is not a multiple of cell_px={p}")
         size = frames.shape[1] // p
-        if not 2 <= size <= self.cfg.max_size:
-            raise ValueError(f"grid size {size} is outside 2..{self.cfg.max_size}")
+        if size < 2:
+            raise ValueError(f"grid size {size} is below 2")
         if frames.dtype != torch.uint8:
             raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
         return size
@@ -161,9 +163,9 @@ class WorldModel(nn.Module):
     def encode(self, frames: Tensor | np.ndarray) -> Tensor:
         """Frames ``(B, H, W, 3)`` uint8 (tensor or array) -> latent tokens ``(B, N, D)``, one per grid cell."""
         frames = torch.as_tensor(frames, device=self.patch.weight.device)
-        size = self.check_frames(frames)
+        self.check_frames(frames)
         x = patchify(frames.float() / 255.0, self.cfg.cell_px)  # (B, N, 3p²)
-        z = self.patch(x) + self.pos(size)  # (B, N, D)
+        z = self.patch(x)  # (B, N, D)
         for blk in self.enc:
             z = blk(z)
         return self.enc_norm(z)
@@ -174,8 +176,8 @@ class WorldModel(nn.Module):
 
     def decode_logits(self, z: Tensor) -> Tensor:
         """Pre-sigmoid pixels ``(B, H, W, 3)`` (the training loss uses these)."""
-        size = self._grid_side(z)
-        h = z + self.pos(size)
+        self._grid_side(z)
+        h = z
         for blk in self.dec:
             h = blk(h)
         return unpatchify(self.dec_out(self.dec_norm(h)), self.cfg.cell_px)
@@ -212,18 +214,8 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ dynamics
     def dyn_input(self, z: Tensor) -> Tensor:
-        """What the dynamics layer reads: normalised tokens plus 2D positions."""
-        return self.dyn_norm(z) + self.dyn_pos(math.isqrt(z.shape[1]))
-
-    def _rel_index(self, size: int, device) -> Tensor:
-        """``(N, N)`` indices into the flattened ``(2·max_size − 1)²`` relative offsets (cached per size)."""
-        key = (size, str(device))
-        if key not in self._rel_cache:
-            r = torch.arange(size, device=device)
-            rr, cc = (t.reshape(-1) for t in torch.meshgrid(r, r, indexing="ij"))  # (N,) each
-            m = self.cfg.max_size
-            self._rel_cache[key] = (rr[:, None] - rr[None] + m - 1) * (2 * m - 1) + (cc[:, None] - cc[None] + m - 1)
-        return self._rel_cache[key]
+        """What the dynamics layer reads: the normalised tokens (the attention knows relative positions)."""
+        return self.dyn_norm(z)
 
     def _check_action(self, action: Tensor | np.ndarray, batch: int, device) -> Tensor:
         action = torch.as_tensor(action, device=device)
@@ -254,14 +246,12 @@ class WorldModel(nn.Module):
         logits = self.gate_logits(z) if needed else None
         action = self.pick_action(logits) if action is None else action
         action = self._check_action(action, z.shape[0], z.device)
+        self._grid_side(z)
         x = self.step_input(self.dyn_input(z), action)
-        rel = self._rel_index(math.isqrt(z.shape[1]), z.device)
-        base_bias = REL_SCALE * self.rel_base[:, rel]  # (H, N, N)
-        cache = self.rsr.prepare(x, attn_bias=base_bias, with_out=False)  # the step needs a0, not W_o a0
-        expert_table = REL_SCALE * self.rel_expert[:, :, rel]  # (E, H, N, N), gathered once per step
+        cache = self.rsr.prepare(x, with_out=False)  # the step needs a0, not W_o a0
 
         def expert_bias(index: Tensor) -> Tensor:
-            return base_bias + expert_table[index]  # (B, H, N, N)
+            return REL_SCALE * self.rel_expert[index]  # (B, H, window²)
 
         index = self.expert_index(action, logits)
         if logits is None:

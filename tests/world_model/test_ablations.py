@@ -14,7 +14,7 @@ def test_unknown_architecture_raises():
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_every_architecture_gives_a_policy_and_picks_experts(arch, new_tiny):
-    m = new_tiny(arch=arch, gate_sweeps=3).eval()
+    m = new_tiny(arch=arch).eval()
     z = torch.randn(3, 16, 32)
     logits = m.gate_logits(z)
     assert logits.shape == (3, m.num_experts if arch != "shared_expert" else 4) and torch.isfinite(logits).all()
