@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from rss_world.data import Episodes  # noqa: E402
-from rss_world.envs.oracle import move, optimal_action_mask  # noqa: E402
+from rss_world.envs.oracle import move  # noqa: E402
 from rss_world.envs.render import render_grid  # noqa: E402
 from rss_world.world_model import WorldModel, build_world_model  # noqa: E402
 
@@ -59,9 +59,10 @@ def map3() -> tuple[str, ...]:
 
 
 def one_step_transitions(desc: tuple[str, ...]) -> Episodes:
-    """Every one-step transition of ``desc`` from every non-terminal cell, as 1-step episodes."""
+    """Every one-step transition of ``desc`` from every non-terminal cell, as 1-step episodes of the data contract
+    (frames, actions, rewards, terminated, truncated, lengths)."""
     n = len(desc)
-    frames, actions, cells, optimal = [], [], [], []
+    frames, actions, rewards, terminated = [], [], [], []
     for r in range(n):
         for c in range(n):
             if desc[r][c] in "HG":
@@ -70,14 +71,12 @@ def one_step_transitions(desc: tuple[str, ...]) -> Episodes:
                 nxt, _ = move(desc, (r, c), a)
                 frames.append([render_grid(desc, (r, c)), render_grid(desc, nxt)])
                 actions.append([a])
-                cells.append([(r, c), nxt])
-                optimal.append([optimal_action_mask(desc, (r, c)), optimal_action_mask(desc, nxt)])
+                rewards.append([float(desc[nxt[0]][nxt[1]] == "G")])
+                terminated.append([desc[nxt[0]][nxt[1]] in "HG"])
     b = len(actions)
-    tiles = np.array([["FHSG".index(ch) for ch in row] for row in desc], dtype=np.int8)
     return Episodes(size=n, frames=np.array(frames, dtype=np.uint8), actions=np.array(actions, dtype=np.int8),
-                    lengths=np.ones(b, dtype=np.int16), cells=np.array(cells, dtype=np.int8),
-                    optimal=np.array(optimal, dtype=bool), tiles=np.repeat(tiles[None], b, 0),
-                    map_ids=np.array(["m3"] * b))
+                    rewards=np.array(rewards, dtype=np.float32), terminated=np.array(terminated, dtype=bool),
+                    truncated=~np.array(terminated, dtype=bool), lengths=np.ones(b, dtype=np.int16))
 
 
 @pytest.fixture

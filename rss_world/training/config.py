@@ -25,9 +25,8 @@ class TrainConfig:
     warmup: int = 100
     lr_min_ratio: float = 0.05  # cosine decay from lr to lr * lr_min_ratio over the run (1.0: constant)
     recon_weight: float = 10.0
-    agent_weight: float = 20.0  # extra reconstruction weight on the cells the agent leaves and enters
-    tile_weight: float = 5.0  # extra reconstruction weight on the rare hole, start and goal cells
-    gate_weight: float = 0.0  # 0: stage 1 leaves the gate alone; stage 2 trains it on the frozen model
+    changed_weight: float = 20.0  # extra reconstruction weight on the cells that change between frames
+    rare_weight: float = 5.0  # extra reconstruction weight on cells unlike the frame's most common cell
     status_weight: float = 1.0
     balance_weight: float = 0.01
     grad_clip: float = 1.0

@@ -9,20 +9,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rss_world.checkpoint import save_model
-from rss_world.data import TILE_GOAL, TILE_HOLE, Episodes, sample_batch
+from rss_world.data import Episodes, sample_batch
 from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
 from .loop import LoopConfig, Task, cosine_decay, frozen, make_accelerator, run
-
-
-def set_nll(probs: Tensor, optimal: Tensor) -> Tensor:
-    """``-log Σ_{a optimal} π(a)`` per sample: any shortest-path action counts as correct."""
-    return -(probs * optimal.float()).sum(-1).clamp_min(1e-8).log()
+from .signals import changed_cells, demo_nll, gate_signal_losses, kernel_loss
 
 
 def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -41,24 +36,34 @@ def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tenso
 
 
 def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Stage-2 losses on one window batch: set-valued cross-entropy at every alive state with an optimal action,
-    plus (value gate) auxiliary per-token targets for its three maps: goal here, walkable here, agent here."""
-    z, alive = imagined_latents(model, batch)
-    optimal = batch["optimal"].flatten(0, 1)  # (B*(T+1), 4)
-    use = alive & optimal.any(-1)
-    out = {"gate": set_nll(model.action_probs(model.gate_logits(z[use])), optimal[use]).mean()}
-    token_logits = model.gate_token_logits(z[alive])  # (M, N, 3) or None
-    if token_logits is not None:
-        t1 = batch["frames"].shape[1]
-        tiles = batch["tiles"].flatten(1)[:, None].expand(-1, t1, -1).flatten(0, 1)[alive]  # (M, N)
-        cells = batch["cells"].flatten(0, 1)[alive]
-        size = batch["tiles"].shape[-1]
-        target = torch.stack([tiles == TILE_GOAL, tiles != TILE_HOLE], -1).float()
-        out["aux"] = (F.binary_cross_entropy_with_logits(token_logits[..., :2].float(), target)
-                      + F.cross_entropy(token_logits[..., 2].float(), cells[:, 0] * size + cells[:, 1]))
-    else:
-        out["aux"] = out["gate"].new_zeros(())
-    out["loss"] = out["gate"] + out["aux"]
+    """Stage-2 losses on one window batch, at every alive state (encoded start and imagined latents), from the
+    shard's signals only (:mod:`rss_world.training.signals`):
+
+    * ``demo``: cross-entropy against the recorded action, in episodes that reached a reward (demonstrations);
+    * for a gate with per-token heads (the value-iteration gate): ``agent``, ``goal`` and ``hole`` from the cells
+      that change, the rewards and the terminations, and ``kernel``: its transition kernels must send the agent
+      where it is seen next.
+
+    A gate without per-token heads (the paper-like transformer gate) learns from the demonstrations alone.
+    """
+    z, alive = imagined_latents(model, batch)  # (B*(T+1), N, D), (B*(T+1),)
+    b, t = batch["actions"].shape
+    steps = alive.view(b, t + 1)[:, :-1] & batch["valid"]  # (B, T) transitions t -> t+1 that happened
+    demo = (steps & batch["success"][:, None]).flatten()
+    now = torch.arange(b * (t + 1), device=z.device).view(b, t + 1)
+    idx_now, idx_next = now[:, :-1].flatten(), now[:, 1:].flatten()
+    actions = batch["actions"].flatten()
+    out = {"demo": demo_nll(model.gate_logits(z[idx_now]), actions, demo)}
+    tl = model.gate_token_logits(z)  # (B*(T+1), N, 3) or None
+    if tl is not None:
+        changed = changed_cells(batch["frames"], model.cfg.cell_px).flatten(0, 1)  # (B*T, N)
+        use = steps.flatten()
+        out |= gate_signal_losses(tl[idx_now], tl[idx_next], changed, batch["rewards"].flatten(),
+                                  batch["terminated"].flatten(), use)
+        where = torch.softmax(tl[..., 2].float(), -1).detach()
+        moved = use & (changed.sum(-1) >= 2)
+        out["kernel"] = kernel_loss(model.gate_kernels(), where[idx_now], where[idx_next], actions, moved)
+    out["loss"] = sum(out.values())
     return out
 
 
@@ -75,10 +80,10 @@ def train_gate(
     """Stage 2: train only the planning gate on the frozen world model's latents.
 
     Each step samples ``gate_batch`` teacher-forced windows and trains on every alive state of them: the encoded
-    start and the imagined latents after 1..horizon steps, which is what an open-loop planner feeds the gate. The
-    target is the oracle's optimal action set. The encoder, dynamics and decoder do not change. Runs in this process
-    alone (it takes minutes) with cosine learning-rate decay and writes the final checkpoint; an interrupted stage 2
-    restarts from its beginning on ``--resume``.
+    start and the imagined latents after 1..horizon steps, which is what an open-loop planner feeds the gate; the
+    targets come from the shard (:func:`gate_losses`). The encoder, dynamics and decoder do not change. Runs in
+    this process alone (it takes minutes) with cosine learning-rate decay and writes the final checkpoint; an
+    interrupted stage 2 restarts from its beginning on ``--resume``.
 
     Args:
         validate: held-out metrics, every ``cfg.val_every`` steps and at the end (``None``: none).

@@ -19,19 +19,7 @@ from rss_world.world_model import WorldModel
 
 from .config import TrainRecipe
 from .loop import CHECKPOINT, Interrupted, make_accelerator
-from .world_model import FrameCheck, train
-
-
-def frame_check() -> FrameCheck:
-    """The evaluation-only frame checker: does the parser read the decoded frame as the true grid?"""
-    from rss_world.envs.parser import CODE_LETTERS, parse_frame
-
-    def check(frame, tiles, cell) -> bool:
-        desc = tuple("".join(CODE_LETTERS[int(v)] for v in row) for row in tiles)
-        return parse_frame(frame).equals_grid(desc, cell)
-
-    return check
-
+from .world_model import train
 
 # What a resume may change: where the run lives (a moved folder), and how fast it runs or where else it reports
 # (``threads`` can change float sums in their last bits; ``log_with`` adds trackers, the JSONL log is the same).
@@ -143,8 +131,8 @@ def run_frozenlake(cfg) -> dict:
     if recipe.log_with:
         acc.init_trackers("world_model", config=asdict(recipe.train))
     try:
-        last_val = train(model, train_data, val_data, recipe.train, out, check=frame_check(), resume=recipe.resume,
-                         accelerator=acc, meta={"recipe": recorded_recipe(recipe)})
+        last_val = train(model, train_data, val_data, recipe.train, out, resume=recipe.resume, accelerator=acc,
+                         meta={"recipe": recorded_recipe(recipe), "train_sizes": sizes})
     except KeyboardInterrupt as stop:
         raise _interrupted(stop, recipe) from None
     acc.end_training()
