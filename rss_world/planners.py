@@ -124,6 +124,17 @@ def _to_input(model: WorldModel, frame: np.ndarray | Tensor) -> tuple[Tensor, in
     return x, model.check_frames(x)
 
 
+def same_frame(real: np.ndarray, imagined: np.ndarray, cell_px: int, tol: float = 16.0) -> bool:
+    """Whether an imagined frame shows the real one: every ``cell_px``-square cell's mean absolute pixel difference
+    (of 255) is at most ``tol``."""
+    if real.shape != imagined.shape:
+        return False
+    diff = np.abs(real.astype(np.int16) - imagined.astype(np.int16)).mean(-1)  # (H, W)
+    p = cell_px
+    h = diff.shape[0] // p
+    return bool(diff[:h * p, :h * p].reshape(h, p, h, p).mean((1, 3)).max() <= tol)
+
+
 def _frames_u8(model: WorldModel, latents: list[Tensor]) -> np.ndarray:
     z = torch.stack(latents)  # (T+1, N, D)
     return model.to_uint8(model.decode(z)).cpu().numpy()
@@ -176,6 +187,19 @@ class GatePlanner:
                     reached_goal=bool(st_all[-1, 0] > c.goal_threshold), reason=reason, status=st_all,
                     latents=latents, route=route)
 
+    @torch.no_grad()
+    def decide(self, frame: np.ndarray | Tensor) -> Plan:
+        """One closed-loop decision: the gate's expert (the action) at the encoded frame and the one latent step it
+        imagines. A closed-loop controller uses only the first action of a plan, so the rest is not imagined."""
+        m = self.model.eval()
+        x, _ = _to_input(m, frame)
+        z = m.encode(x)
+        z_next, _, sel = m.step(z)
+        status = torch.cat([m.status(z), m.status(z_next)]).float().cpu().numpy()
+        return Plan(actions=[int(sel.action[0])], frames=_frames_u8(m, [z[0], z_next[0]]), halted_early=False,
+                    steps_saved=0, expansions=1, reached_goal=bool(status[-1, 0] > self.cfg.goal_threshold),
+                    reason="decision", status=status, latents=[z[0], z_next[0]])
+
 
 @dataclass
 class _Node:
@@ -202,6 +226,24 @@ class SearchPlanner:
         self.model = model
         self.cfg = cfg or SearchPlannerConfig()
         self.cfg.validate()
+        self._ahead: Plan | None = None  # the rest of the last plan that reached the goal (see decide)
+
+    def decide(self, frame: np.ndarray | Tensor) -> Plan:
+        """One closed-loop decision, reusing the last plan while the world follows it (receding-horizon control
+        with plan reuse): when the real frame matches, cell by cell, the frame the last goal-reaching plan imagined
+        for this step, the rest of that plan is returned without a new search; otherwise (or without such a plan)
+        it searches again."""
+        ahead, self._ahead = self._ahead, None
+        px = self.model.cfg.cell_px
+        if ahead is not None and ahead.actions and same_frame(np.asarray(frame), ahead.frames[0], px):
+            plan = ahead
+        else:
+            plan = self.plan(frame)
+        if plan.reason == "goal" and len(plan.actions) > 1:
+            self._ahead = Plan(actions=plan.actions[1:], frames=plan.frames[1:], halted_early=plan.halted_early,
+                               steps_saved=plan.steps_saved, expansions=0, reached_goal=True, reason="goal",
+                               status=plan.status[1:], latents=plan.latents[1:])
+        return plan
 
     def _keys(self, z: Tensor) -> Tensor:
         """Dedupe keys ``(B, N, K)``: each cell of the decoded frame pooled to 4x4 pixels, or scaled tokens."""

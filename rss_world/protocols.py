@@ -5,7 +5,8 @@ Protocols:
 * **open loop** (the published benchmark): one plan from the start frame; its actions are executed in the
   real env until the episode ends or the plan runs out.
 * **closed loop (MPC)**: after every real action the real frame is re-encoded, a new plan is made and its
-  first action is taken; the episode ends on goal, hole, the env's step limit, or a repeated real frame
+  first action is taken (a planner with a ``decide`` method, such as the gate planner, imagines only that first
+  step); the episode ends on goal, hole, the env's step limit, or a repeated real frame
   (planner and env are deterministic, so a repeat is a cycle that can never end in success).
 * **agent**: an agent acts on each real observation (the random, greedy-Manhattan and oracle baselines read
   the map; frame agents such as the PPO baseline see only the frames).
@@ -182,7 +183,7 @@ def _closed_loop(planner) -> Callable[[EpisodeTrace], Decide]:
             if key in seen:
                 return None
             seen.add(key)
-            plan = _timed(planner.plan, trace, obs)
+            plan = _timed(getattr(planner, "decide", planner.plan), trace, obs)
             trace.plans.append(plan)
             if t == 0:
                 trace.imagined_frames.append(plan.frames[0])
