@@ -101,6 +101,20 @@ def _unwritable_parent(folder: Path) -> None:
     (folder / "afile").write_text("x")
 
 
+RUN = ["model=tiny", "train.steps=4", "train.ckpt_every=2", "train.gate_steps=2", "train.val_every=4",
+       "train.val_windows=2", "train.batch=4", "train.gate_batch=4", "data.train_episodes=4", "data.val_episodes=2",
+       "data.sizes=[3]", "data.train_dir={dir}/data/train", "data.val_dir={dir}/data/val", "out={dir}/run"]
+
+
+def _finished_run(folder: Path) -> None:
+    """A finished tiny training run under ``folder/adir`` (the recipe :data:`RUN`)."""
+    from rss_world.training.config import compose_recipe
+    from rss_world.training.recipe import run_frozenlake
+
+    (folder / "adir").mkdir(exist_ok=True)
+    run_frozenlake(compose_recipe([a.replace("{dir}", str(folder / "adir")) for a in RUN]))
+
+
 PLAN = "rss_world.plan"
 CK = ["--checkpoint", "{ckpt}", "--no-progress"]
 CASES = {
@@ -189,8 +203,30 @@ CASES = {
     "train unknown key": Case("rss_world.train", ["--env", "frozenlake", "train.foo=1"], "foo"),
     "train unknown model preset": Case("rss_world.train", ["--env", "frozenlake", "model=huge"], "huge"),
     "train unparsable override": Case("rss_world.train", ["--env", "frozenlake", "train.steps=["], "'train.steps=['"),
-    "train resume without checkpoint": Case("rss_world.train", ["--env", "frozenlake", "--resume", "out={dir}/run"],
-                                            "checkpoint"),
+    "train steps 0": Case("rss_world.train", ["--env", "frozenlake", "train.steps=0"],
+                          "invalid training config values for ['steps']"),
+    "train negative lr": Case("rss_world.train", ["--env", "frozenlake", "train.lr=-1"],
+                              "invalid training config values for ['lr']"),
+    "train unknown env": Case("rss_world.train", ["--env", "atari"], "invalid choice: 'atari'"),
+    "train neither env nor variant": Case("rss_world.train", ["train.steps=3"],
+                                          "one of the arguments --env --variant is required"),
+    "train unknown option": Case("rss_world.train", ["--env", "frozenlake", "--bogus"],
+                                 "unrecognized arguments: --bogus"),
+    "train variant resume": Case("rss_world.train", ["--variant", "dit", "--resume"],
+                                 "--resume applies to --env training only"),
+    "train resume without checkpoint": Case("rss_world.train", ["--env", "frozenlake", "--resume", "out={dir}/none"],
+                                            "nothing to resume"),
+    "train resume among the overrides": Case("rss_world.train", ["train.steps=5", "--resume", "model=tiny", "--env",
+                                                                 "frozenlake", "out={dir}/none"], "nothing to resume"),
+    # resume: a finished tiny run (made by _finished_run) with a different recipe
+    "resume other model": Case("rss_world.train", ["--env", "frozenlake", "--resume", *RUN, "model=default"],
+                               "model.dim (checkpoint 32, given 128)", _finished_run),
+    "resume other steps": Case("rss_world.train", ["--env", "frozenlake", "--resume", *RUN, "train.steps=100"],
+                               "train.steps (checkpoint 4, given 100)", _finished_run),
+    "resume other data": Case("rss_world.train", ["--env", "frozenlake", "--resume", *RUN, "data.train_episodes=5"],
+                              "data.train_episodes (checkpoint 4, given 5)", _finished_run),
+    "resume without the recipe": Case("rss_world.train", ["--env", "frozenlake", "--resume", "out={dir}/run"],
+                                      "--resume needs the recipe of the checkpoint", _finished_run),
 }
 
 
@@ -227,6 +263,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(name, made, tmp_pa
     shutil.copytree(made, tmp_path, dirs_exist_ok=True)
     case.setup(tmp_path)
     (tmp_path / "adir").mkdir(exist_ok=True)
+    capsys.readouterr()  # what the setup printed
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
     subs = {"{ckpt}": str(tmp_path / "ckpt"), "{maps}": str(tmp_path / "maps.jsonl"),
