@@ -17,7 +17,7 @@ from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
 from .loop import LoopConfig, Task, cosine_decay, frozen, make_accelerator, run
-from .signals import changed_cells, demo_nll, gate_signal_losses, kernel_loss
+from .signals import changed_cells, demo_nll, gate_signal_losses
 
 
 def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -41,8 +41,7 @@ def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor
 
     * ``demo``: cross-entropy against the recorded action, in episodes that reached a reward (demonstrations);
     * for a gate with per-token heads (the value-iteration gate): ``agent``, ``goal`` and ``hole`` from the cells
-      that change, the rewards and the terminations, and ``kernel``: its transition kernels must send the agent
-      where it is seen next.
+      that change, the rewards and the terminations. Its transition kernels learn through ``demo``.
 
     A gate without per-token heads (the paper-like transformer gate) learns from the demonstrations alone.
     """
@@ -60,9 +59,6 @@ def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor
         use = steps.flatten()
         out |= gate_signal_losses(tl[idx_now], tl[idx_next], changed, batch["rewards"].flatten(),
                                   batch["terminated"].flatten(), use)
-        where = torch.softmax(tl[..., 2].float(), -1).detach()
-        moved = use & (changed.sum(-1) >= 2)
-        out["kernel"] = kernel_loss(model.gate_kernels(), where[idx_now], where[idx_next], actions, moved)
     out["loss"] = sum(out.values())
     return out
 

@@ -9,14 +9,12 @@ What the losses need beyond the shard's arrays is derived from the pixels:
 * :func:`rare_cells`: cells that differ from the frame's most common cell (the plain floor), so that the few
   cells that matter are not drowned in the reconstruction loss.
 
-The planning gate's per-token heads learn from these by multiple-instance losses (:func:`gate_signal_losses`),
-its transition kernels from where the agent moves (:func:`kernel_loss`), and its action choice from the recorded
-actions of episodes that reached a reward (:func:`demo_nll`), as the paper trains its gate on the agent's actions.
+The planning gate's per-token heads learn from these by multiple-instance losses (:func:`gate_signal_losses`), and
+its transition kernels and action choice from the recorded actions of episodes that reached a reward
+(:func:`demo_nll`), as the paper trains its gate on the agent's actions.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -90,27 +88,6 @@ def gate_signal_losses(tl_now: Tensor, tl_next: Tensor, changed: Tensor, reward:
 
     return {"agent": in_bag(tl_now[..., 2]) + in_bag(tl_next[..., 2]),
             "goal": mil(tl_now[..., 0], reward), "hole": mil(tl_now[..., 1], terminated & ~reward)}
-
-
-def kernel_loss(kernels: Tensor, where_now: Tensor, where_next: Tensor, actions: Tensor, use: Tensor) -> Tensor:
-    """Cross-entropy between where the agent is seen at t+1 and where the action's kernel sends it from t.
-
-    Args:
-        kernels: ``(A, 1, 3, 3)`` transition distributions (any positive scale; normalised here).
-        where_now, where_next: ``(M, N)`` agent distributions over tokens (targets; detach them).
-        actions: ``(M,)`` actions taken.
-        use: ``(M,)`` transitions where the agent moved (two or more cells changed).
-    """
-    if not bool(use.any()):
-        return kernels.new_zeros(())
-    k = kernels[actions[use]]
-    k = k / k.sum((-1, -2), keepdim=True)  # (M, 1, 3, 3)
-    now, nxt = where_now[use].float(), where_next[use].float()
-    m, n = now.shape
-    s = math.isqrt(n)
-    # One grouped convolution: sample i's agent map with sample i's kernel.
-    pred = F.conv2d(now.view(1, m, s, s), k.flip(-1, -2), padding=1, groups=m).view(m, n)
-    return -(nxt * torch.log(pred + 1e-8)).sum(-1).mean()
 
 
 def demo_nll(logits: Tensor, actions: Tensor, use: Tensor) -> Tensor:
