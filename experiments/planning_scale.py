@@ -5,7 +5,8 @@ and each size it plays ``--maps`` maps (the same seeded choice for every method)
 
 * the gate planner (the paper's mechanism: the gate picks the expert, i.e. the action, at every latent step; our
   gate is value iteration over the latent grid), in closed loop (one decision per real step) and in open loop
-  (one plan from the start frame, executed blind);
+  (one plan from the start frame, executed blind), and in open loop re-encoding its decoded frame after every
+  latent step (``GatePlannerConfig.reencode``);
 * optionally latent search (``--search``), the strong planner, closed loop;
 * the map-reading baselines random, greedy-Manhattan and the BFS oracle.
 
@@ -17,6 +18,7 @@ Usage::
 
     python experiments/planning_scale.py                         # 100 maps per size, gate + baselines
     python experiments/planning_scale.py --maps 20 --search       # fewer maps, latent search too
+    python experiments/planning_scale.py --large-maps 30          # 30 maps per suite at sizes 24 and 32
     python experiments/planning_scale.py --quick                  # smoke run: a tiny untrained model, 2 maps
 """
 
@@ -44,6 +46,7 @@ from rss_world.protocols import run_map_baseline, run_planner, select_maps, summ
 OUT = Path(__file__).resolve().parent / "results" / "planning_scale.md"
 SUITES = (("test", (3, 4, 5, 6, 7, 8)), ("test_large", (10, 12, 16, 24, 32)), ("test_longpath", (16, 32)))
 BASELINES = ("random", "greedy_manhattan", "oracle")
+LARGE = 24  # sizes from here on take --large-maps maps (each closed-loop episode there costs seconds)
 
 
 def pct(x: float | None) -> str:
@@ -64,16 +67,18 @@ def run(args: argparse.Namespace) -> str:
         for size in sizes:
             if args.sizes and size not in args.sizes:
                 continue
-            maps = select_maps(load_default_suite(suite, [size]), [size], args.maps, args.seed)
-            methods = [("gate", "closed"), ("gate", "open")] + ([("search", "closed")] if args.search else [])
-            for planner, protocol in methods:
+            count = args.maps if size < LARGE else (args.large_maps or args.maps)
+            maps = select_maps(load_default_suite(suite, [size]), [size], count, args.seed)
+            methods = [("gate", "closed", {}), ("gate", "open", {}), ("gate", "open", {"reencode": True})]
+            methods += [("search", "closed", {})] if args.search else []
+            for planner, protocol, kw in methods:
                 torch.manual_seed(args.seed)
                 t0 = time.perf_counter()
-                traces = run_planner(make_planner(planner, model), maps, protocol, model.cfg.cell_px, args.seed,
+                traces = run_planner(make_planner(planner, model, **kw), maps, protocol, model.cfg.cell_px, args.seed,
                                      progress=f"{suite} {size} {planner} {protocol}" if args.progress else False)
-                rows.append((suite, size, f"{planner} planner, {protocol} loop", summarize(traces), len(maps),
-                             time.perf_counter() - t0))
-                if (planner, protocol) == ("gate", "open"):
+                name = f"{planner} planner, {protocol} loop" + (", re-encoding each step" if kw else "")
+                rows.append((suite, size, name, summarize(traces), len(maps), time.perf_counter() - t0))
+                if (planner, protocol, kw) == ("gate", "open", {}):
                     halts.append((suite, size, *halting(traces), len(maps)))
             for name in BASELINES:
                 t0 = time.perf_counter()
@@ -111,6 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     ap.add_argument("--maps", type=int, default=100, help="maps per suite and size (distinct, seeded)")
+    ap.add_argument("--large-maps", type=int, default=None, help=f"maps per suite at sizes >= {LARGE} (default --maps)")
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help="only these sizes")
     ap.add_argument("--search", action="store_true", help="also run latent search in closed loop")
     ap.add_argument("--seed", type=int, default=0)

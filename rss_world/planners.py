@@ -70,6 +70,8 @@ class GatePlannerConfig:
         goal_threshold: P(agent on goal) above which the goal counts as reached.
         hole_threshold: P(agent in hole) above which the plan stops (it failed).
         converge_tol: relative latent change ``|z' - z| / |z|`` below which the rollout has converged.
+        reencode: after every latent step, decode the imagined frame and encode it again (a planning choice that
+            keeps long open-loop plans on the frames the model was trained on; off: pure latent recursion).
     """
 
     horizon: int | None = None
@@ -77,6 +79,7 @@ class GatePlannerConfig:
     goal_threshold: float = 0.5
     hole_threshold: float = 0.5
     converge_tol: float = 1e-3
+    reencode: bool = False
 
 
 @dataclass
@@ -94,6 +97,8 @@ class SearchPlannerConfig:
         dedupe: "frame" (max per-cell RMS difference of decoded frames, 4x4 px per cell) or "latent"
             (max per-token relative L2).
         dedupe_threshold: distance under which two states are the same.
+        reencode: decode every imagined child and encode it again before scoring and expanding it (see
+            :class:`GatePlannerConfig`).
     """
 
     max_depth: int | None = None
@@ -105,6 +110,7 @@ class SearchPlannerConfig:
     hole_threshold: float = 0.5
     dedupe: str = "frame"
     dedupe_threshold: float = 0.05
+    reencode: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` on a setting out of range."""
@@ -169,6 +175,8 @@ class GatePlanner:
             route.append(sel)
             st = m.status(z_next)[0]  # (2,)
             change = float((z_next - z).norm() / z.norm().clamp_min(1e-8))
+            if c.reencode:
+                z_next = m.encode(m.to_uint8(m.decode(z_next)))
             z = z_next
             latents.append(z[0])
             status.append(st)
@@ -285,6 +293,8 @@ class SearchPlanner:
             acts = torch.arange(NUM_ACTIONS, device=z.device).repeat(len(batch))
             prior = m.policy(z).clamp_min(1e-8).log()  # (b, 4)
             children, _, _ = m.step(zz, acts)
+            if c.reencode:
+                children = m.encode(m.to_uint8(m.decode(children)))
             status = m.status(children)  # (4b, 2)
             keys = self._keys(children)
             fresh = ~(self._dist(keys, visited) < c.dedupe_threshold).any(1)  # (4b,) not seen before
