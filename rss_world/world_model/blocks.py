@@ -1,4 +1,4 @@
-"""Small transformer building blocks: grid patch embedding, pre-LN blocks with dense or neighbourhood attention."""
+"""Small transformer building blocks over a token grid: neighbourhood attention, pre-LN blocks, patch (un)embedding."""
 
 from __future__ import annotations
 
@@ -7,29 +7,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block: ``x + Attn(LN x)``, then ``x + MLP(LN x)``."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by heads={heads}")
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, N, d)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)  # (B, N, D)
-        x = x + self.proj(a)
-        return x + self.mlp(self.norm2(x))  # (B, N, D)
-
 
 DENSE_TOKENS = 256  # up to this many tokens LocalAttention runs dense masked attention (faster on small grids)
 
@@ -48,7 +25,7 @@ class LocalAttention(nn.Module):
         window: odd neighbourhood side (3: the 8 neighbours and the token itself).
     """
 
-    def __init__(self, heads: int, head_dim: int, window: int = 3) -> None:
+    def __init__(self, heads: int, head_dim: int, window: int) -> None:
         super().__init__()
         if window < 1 or window % 2 == 0:
             raise ValueError(f"window must be odd and >= 1, got {window}")
@@ -118,7 +95,7 @@ class LocalBlock(nn.Module):
     """Pre-LN transformer block over a token grid with :class:`LocalAttention`: ``x + Attn(LN x)``, then
     ``x + MLP(LN x)``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int = 3) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by heads={heads}")
