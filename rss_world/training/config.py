@@ -28,6 +28,7 @@ class TrainConfig:
     changed_weight: float = 20.0  # extra reconstruction weight on the cells that change between frames
     rare_weight: float = 5.0  # extra reconstruction weight on cells unlike the frame's most common cell
     status_weight: float = 1.0
+    latent_weight: float = 0.0  # pull each imagined latent towards the encoding of the real frame it predicts
     balance_weight: float = 0.01
     grad_clip: float = 1.0
     val_every: int = 500

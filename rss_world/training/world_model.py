@@ -6,6 +6,8 @@ the map. Losses on windows of ``horizon`` steps (default 8):
 * reconstruction: decoded frame k vs true frame k, for k = 0 (the encoded start) and every latent step, with extra
   weight on the cells whose pixels change between consecutive frames and on the cells unlike the frame's most
   common one (``rss_world.training.signals``);
+* latent (``latent_weight``; 0 in the shipped recipe): each imagined latent pulled towards the encoding of the
+  real frame it predicts (no gradient into that encoding);
 * status: "the agent reached the goal" from the reward, "the agent fell in a hole" from a termination without
   reward, on the latent after each step (per-token logits pooled by max);
 * balance: Switch balance loss over the chosen experts (only when several experts serve one action).
@@ -74,13 +76,17 @@ class WindowLoss(nn.Module):
         reward, terminated = batch["rewards"], batch["terminated"]
         b, t1 = frames.shape[:2]
         z = m.encode(frames[:, 0])
-        rec, stat, bal = [], [], []
+        rec, stat, bal, lat = [], [], [], []
         alive = torch.ones(b, dtype=torch.bool, device=frames.device)
         weights = self.pixel_weights(frames)  # (B, T+1, H, W, 1)
         zeros = torch.zeros(b, 2, device=frames.device)
         for t in range(t1):
             target = frames[:, t].float() / 255.0
             err = (m.decode(z) - target).square() * weights[:, t]  # (B, H, W, 3)
+            if t > 0 and cfg.latent_weight > 0:  # the imagined latent should be what the encoder makes of the frame
+                with torch.no_grad():
+                    z_real = m.encode(frames[:, t])
+                lat.append(((z - z_real).square().mean((1, 2)), alive))
             rec.append((err.mean((1, 2, 3)), alive))
             # The state reached by step t-1: on the goal when that step paid, in a hole when it ended unpaid.
             status = zeros if t == 0 else torch.stack([reward[:, t - 1] > 0,
@@ -103,9 +109,11 @@ class WindowLoss(nn.Module):
             return num / den
 
         out = {"recon": masked(rec), "status": masked(stat)}
+        if lat:
+            out["latent"] = masked(lat)
         out["balance"] = torch.stack(bal).mean() if bal else frames.new_zeros((), dtype=torch.float32)
         out["loss"] = (cfg.recon_weight * out["recon"] + cfg.status_weight * out["status"]
-                       + cfg.balance_weight * out["balance"])
+                       + cfg.balance_weight * out["balance"] + cfg.latent_weight * out.get("latent", 0.0))
         return out
 
 
