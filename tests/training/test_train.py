@@ -57,7 +57,7 @@ def test_tiny_recipe_trains_both_stages_and_resumes_into_stage_2(tmp_path, run_c
     assert run_cli("rss_world.train", ["--env", "frozenlake", "--resume", *run]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r.get("stage"), r.get("step", r.get("gate_step"))) for r in rows] == [(None, 1), (None, 2), ("gate", 1)]
-    assert len(first) == len(rows) and "frame_acc_step0" in rows[1] and "gate_top1" in rows[2]
+    assert len(first) == len(rows) and "frame_acc_step0" in rows[1] and "gate_demo_agree" in rows[2]
 
 
 def files(root: Path) -> dict[str, tuple[int, bytes]]:
