@@ -34,7 +34,8 @@ class PlanConfig:
 
     Attributes:
         env: environment name (one of :data:`ENVS`).
-        maps: JSONL map suite; ``None``: the shipped test split.
+        maps: JSONL map suite; ``None``: the shipped test suites (``test``: sizes 3-8; ``test_large``: 10, 12, 16,
+            24, 32).
         sizes: map sizes to play, e.g. ``"3-8"``, ``"4"`` or ``"3,5,7"`` (see :func:`parse_sizes`); ``None``: every
             size of the map file, or :data:`DEMO_SIZES` of the shipped test split.
         episodes: how many distinct maps to play, spread evenly over the sizes; ``None``: every map of the map
@@ -55,7 +56,7 @@ class PlanConfig:
     maps: str | None = None
     sizes: str | None = None
     episodes: int | None = None
-    planner: str = "search"
+    planner: str = "gate"
     protocol: str = "closed"
     checkpoint: str | None = None
     seed: int = 0
@@ -101,7 +102,8 @@ def plan_maps(cfg: PlanConfig) -> list[MapSpec]:
         sizes = parse_sizes(cfg.sizes) if cfg.sizes is not None else None
         episodes = cfg.episodes
     try:
-        return select_maps(load_maps(cfg.maps, "test"), sizes, episodes, cfg.seed)
+        pool = load_maps(cfg.maps, "test") if cfg.maps else [*load_maps(None, "test"), *load_maps(None, "test_large")]
+        return select_maps(pool, sizes, episodes, cfg.seed)
     except (OSError, ValueError) as err:
         raise ValueError(f"bad map file: {err}" if cfg.maps else str(err)) from None
 

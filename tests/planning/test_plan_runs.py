@@ -36,6 +36,7 @@ def test_a_map_file_runs_whole_and_sizes_and_episodes_select_distinct_maps(maps_
         plan_maps(PlanConfig(maps=str(maps_file), episodes=6))
     demo = plan_maps(PlanConfig())  # no file: one test map of each size 3-8
     assert [m.size for m in demo] == [3, 4, 5, 6, 7, 8] and len(demo) == DEMO_EPISODES
+    assert [m.size for m in plan_maps(PlanConfig(sizes="16,32", episodes=4))] == [16, 16, 32, 32]  # test_large
 
 
 def test_run_plan_writes_every_episode_the_longest_in_the_video_and_a_filmstrip(tiny_ckpt, maps_file, tmp_path,
