@@ -17,7 +17,7 @@ from rss_world.world_model import WorldModel
 
 from .config import TrainConfig
 from .loop import LoopConfig, Task, cosine_decay, frozen, make_accelerator, run
-from .signals import changed_cells, demo_nll, gate_signal_losses
+from .signals import demo_nll, gate_signal_losses
 
 
 def imagined_latents(model: WorldModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -55,9 +55,8 @@ def gate_losses(model: WorldModel, batch: dict[str, Tensor]) -> dict[str, Tensor
     out = {"demo": demo_nll(model.gate_logits(z[idx_now]), actions, demo)}
     tl = model.gate_token_logits(z)  # (B*(T+1), N, 3) or None
     if tl is not None:
-        changed = changed_cells(batch["frames"], model.cfg.cell_px).flatten(0, 1)  # (B*T, N)
         use = steps.flatten()
-        out |= gate_signal_losses(tl[idx_now], tl[idx_next], changed, batch["rewards"].flatten(),
+        out |= gate_signal_losses(tl[idx_now], tl[idx_next], batch["changed"].flatten(0, 1), batch["rewards"].flatten(),
                                   batch["terminated"].flatten(), use)
     out["loss"] = sum(out.values())
     return out

@@ -3,9 +3,9 @@
 Nothing here reads a map, a tile grid, an agent position or an oracle (``tests/test_data_contract.py`` guards it).
 What the losses need beyond the shard's arrays is derived from the pixels:
 
-* :func:`changed_cells`: the grid cells whose pixels change between consecutive frames. In a grid world these are
-  where the agent was and where it went, so they locate the agent and, at a rewarded or terminating step, the goal
-  or the hole it entered;
+* the grid cells whose pixels change between consecutive frames (the batch's ``changed``, made by
+  :func:`rss_world.data.sample_windows`). In a grid world these are where the agent was and where it went, so they
+  locate the agent and, at a rewarded or terminating step, the goal or the hole it entered;
 * :func:`rare_cells`: cells that differ from the frame's most common cell (the plain floor), so that the few
   cells that matter are not drowned in the reconstruction loss.
 
@@ -29,12 +29,6 @@ def cells_of(frames: Tensor, cell_px: int) -> Tensor:
     s = h // cell_px
     x = frames.reshape(-1, s, cell_px, s, cell_px, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(*lead, s * s, cell_px * cell_px * c)
-
-
-def changed_cells(frames: Tensor, cell_px: int) -> Tensor:
-    """``(B, T+1, H, W, 3)`` -> ``(B, T, N)`` bool: whether any pixel of the cell changes from frame t to t+1."""
-    cells = cells_of(frames, cell_px)
-    return (cells[:, 1:] != cells[:, :-1]).any(-1)
 
 
 def rare_cells(frames: Tensor, cell_px: int) -> Tensor:

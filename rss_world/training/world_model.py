@@ -37,7 +37,7 @@ from rss_world.world_model import WorldModel
 from .config import TrainConfig
 from .gate import train_gate
 from .loop import LoopConfig, Task, frozen, make_accelerator, run, warmup_cosine
-from .signals import cells_of, changed_cells, rare_cells
+from .signals import cells_of, rare_cells
 
 CELL_TOLERANCE = 16.0  # a decoded cell is right when its pixels are off by at most this on average (of 255)
 
@@ -54,13 +54,14 @@ class WindowLoss(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def pixel_weights(self, frames: Tensor) -> Tensor:
+    def pixel_weights(self, frames: Tensor, changed: Tensor) -> Tensor:
         """Per-pixel loss weights ``(B, T+1, H, W, 1)`` from the pixels alone: ``changed_weight`` extra on the cells
         that change into or out of each frame (where the agent was and went), ``rare_weight`` extra on the cells
         unlike the frame's most common cell (holes, start, goal: one or a few per map, easily drowned by the
-        floor), 1 elsewhere; normalised to mean 1 per frame."""
+        floor), 1 elsewhere; normalised to mean 1 per frame. ``changed`` is the batch's ``(B, T, N)`` cells that
+        change from frame t to t+1 (``rss_world.data.sample_windows``)."""
         p = self.model.cfg.cell_px
-        changed = changed_cells(frames, p).float()  # (B, T, N)
+        changed = changed.float()
         pad = torch.zeros_like(changed[:, :1])
         moved = torch.maximum(torch.cat([pad, changed], 1), torch.cat([changed, pad], 1))  # (B, T+1, N)
         w = 1.0 + self.cfg.changed_weight * moved + self.cfg.rare_weight * rare_cells(frames, p).float()
@@ -78,7 +79,7 @@ class WindowLoss(nn.Module):
         z = m.encode(frames[:, 0])
         rec, stat, bal, lat = [], [], [], []
         alive = torch.ones(b, dtype=torch.bool, device=frames.device)
-        weights = self.pixel_weights(frames)  # (B, T+1, H, W, 1)
+        weights = self.pixel_weights(frames, batch["changed"])  # (B, T+1, H, W, 1)
         zeros = torch.zeros(b, 2, device=frames.device)
         for t in range(t1):
             target = frames[:, t].float() / 255.0

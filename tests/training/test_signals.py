@@ -4,8 +4,9 @@ gate's multiple-instance losses (lower for heads that point at the agent, the go
 import numpy as np
 import torch
 
+from rss_world.data import Episodes, sample_windows
 from rss_world.envs.render import render_grid
-from rss_world.training.signals import changed_cells, demo_nll, gate_signal_losses, rare_cells
+from rss_world.training.signals import demo_nll, gate_signal_losses, rare_cells
 
 MAP = ("SFFH", "FHFF", "FFFF", "HFFG")
 PX = 16
@@ -16,7 +17,11 @@ def frames(*cells):
 
 
 def test_changed_cells_are_where_the_agent_was_and_went():
-    ch = changed_cells(frames((0, 0), (0, 1), (0, 1)), PX)[0]  # a move right, then a step that changes nothing
+    """The windows' ``changed`` cells, which the losses read: a move right, then a press up against the edge."""
+    episode = Episodes(size=4, frames=frames((0, 0), (0, 1), (0, 1)).numpy(), actions=np.array([[2, 3]], np.int8),
+                       rewards=np.zeros((1, 2), np.float32), terminated=np.zeros((1, 2), bool),
+                       truncated=np.array([[False, True]]), lengths=np.array([2], np.int16))
+    ch = sample_windows(episode, 1, 2, np.random.default_rng(0), long=True)["changed"][0]  # the window at step 0
     assert set(ch[0].nonzero().flatten().tolist()) == {0, 1} and not ch[1].any()
 
 
