@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rss_world.nn import RoutingRecord
-from rss_world.world_model import NUM_ACTIONS, WorldModel
+from rss_world.world_model import CELL_TOLERANCE, NUM_ACTIONS, WorldModel, cell_errors
 
 PLANNERS = ("gate", "search")
 
@@ -130,15 +130,12 @@ def _to_input(model: WorldModel, frame: np.ndarray | Tensor) -> tuple[Tensor, in
     return x, model.check_frames(x)
 
 
-def same_frame(real: np.ndarray, imagined: np.ndarray, cell_px: int, tol: float = 16.0) -> bool:
-    """Whether an imagined frame shows the real one: every ``cell_px``-square cell's mean absolute pixel difference
-    (of 255) is at most ``tol``."""
+def same_frame(real: np.ndarray, imagined: np.ndarray, cell_px: int) -> bool:
+    """Whether an imagined frame shows the real one: every cell within ``CELL_TOLERANCE`` (the measure training's
+    validation uses)."""
     if real.shape != imagined.shape:
         return False
-    diff = np.abs(real.astype(np.int16) - imagined.astype(np.int16)).mean(-1)  # (H, W)
-    p = cell_px
-    h = diff.shape[0] // p
-    return bool(diff[:h * p, :h * p].reshape(h, p, h, p).mean((1, 3)).max() <= tol)
+    return bool(cell_errors(torch.as_tensor(real), torch.as_tensor(imagined), cell_px).max() <= CELL_TOLERANCE)
 
 
 def _frames_u8(model: WorldModel, latents: list[Tensor]) -> np.ndarray:

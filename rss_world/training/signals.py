@@ -20,20 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rss_world.world_model import patchify
+
 NEG = -1e9  # a logit that softmax and logsumexp treat as minus infinity
-
-
-def cells_of(frames: Tensor, cell_px: int) -> Tensor:
-    """``(..., H, W, 3)`` -> ``(..., N, cell_px*cell_px*3)``: the pixels of each grid cell, row-major."""
-    *lead, h, w, c = frames.shape
-    s = h // cell_px
-    x = frames.reshape(-1, s, cell_px, s, cell_px, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(*lead, s * s, cell_px * cell_px * c)
 
 
 def rare_cells(frames: Tensor, cell_px: int) -> Tensor:
     """``(B, T+1, H, W, 3)`` -> ``(B, T+1, N)`` bool: cells whose pixels differ from the frame's most common cell."""
-    cells = cells_of(frames, cell_px).float()  # (B, T+1, N, P)
+    cells = patchify(frames, cell_px).float()  # (B, T+1, N, P)
     probe = torch.linspace(1.0, 2.0, cells.shape[-1], device=cells.device, dtype=torch.float64)
     key = (cells.double() * probe).sum(-1)  # (B, T+1, N): equal cells, equal keys
     common = key.mode(-1).values  # (B, T+1)

@@ -32,14 +32,12 @@ from torch import Tensor, nn
 from rss_world.checkpoint import load_model, save_model
 from rss_world.data import Episodes, sample_batch, sample_windows
 from rss_world.nn.routing import balance_loss
-from rss_world.world_model import WorldModel
+from rss_world.world_model import CELL_TOLERANCE, WorldModel, cell_errors
 
 from .config import TrainConfig
 from .gate import train_gate
 from .loop import LoopConfig, Task, frozen, make_accelerator, run, warmup_cosine
-from .signals import cells_of, rare_cells
-
-CELL_TOLERANCE = 16.0  # a decoded cell is right when its pixels are off by at most this on average (of 255)
+from .signals import rare_cells
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -135,9 +133,8 @@ def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig) -> d
         z = model.encode(batch["frames"][:, 0])
         alive = torch.ones(cfg.val_windows, dtype=torch.bool)
         for t in range(cfg.horizon + 1):
-            decoded = cells_of(model.to_uint8(model.decode(z)).float(), p)
-            true = cells_of(batch["frames"][:, t].float(), p)
-            exact = ((decoded - true).abs().mean(-1) <= CELL_TOLERANCE).all(-1)  # (B,)
+            errors = cell_errors(model.to_uint8(model.decode(z)), batch["frames"][:, t], p)  # (B, N)
+            exact = (errors <= CELL_TOLERANCE).all(-1)  # (B,)
             correct[t] += int(exact[alive].sum())
             count[t] += int(alive.sum())
             if t == cfg.horizon:

@@ -11,6 +11,7 @@ from .ablations import (
     TrunkGateConfig,
     TrunkGateWorldModel,
 )
+from .blocks import CELL_TOLERANCE, cell_errors, patchify
 from .config import NUM_ACTIONS, WorldModelConfig
 from .model import Imagination, StepSelection, WorldModel
 
@@ -28,6 +29,9 @@ def build_world_model(arch: str = WorldModel.arch, **settings) -> WorldModel:
 
 
 __all__ = [
+    "CELL_TOLERANCE",
+    "cell_errors",
+    "patchify",
     "ARCHS",
     "NUM_ACTIONS",
     "Imagination",

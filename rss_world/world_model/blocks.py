@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+CELL_TOLERANCE = 16.0  # a decoded cell shows the real one when its pixels are off by at most this on average (of 255)
 DENSE_TOKENS = 256  # up to this many tokens LocalAttention runs dense masked attention (faster on small grids)
 
 
@@ -115,11 +116,16 @@ class LocalBlock(nn.Module):
 
 
 def patchify(frames: Tensor, cell_px: int) -> Tensor:
-    """(B, H, W, 3) -> (B, N, cell_px*cell_px*3), one patch per grid cell, row-major."""
-    b, h, w, c = frames.shape
+    """(..., H, W, 3) -> (..., N, cell_px*cell_px*3), one patch per grid cell, row-major."""
+    *lead, h, w, c = frames.shape
     s = h // cell_px
-    x = frames.reshape(b, s, cell_px, s, cell_px, c).permute(0, 1, 3, 2, 4, 5)  # (B, s, s, p, p, 3)
-    return x.reshape(b, s * s, cell_px * cell_px * c)
+    x = frames.reshape(-1, s, cell_px, s, cell_px, c).permute(0, 1, 3, 2, 4, 5)  # (B, s, s, p, p, 3)
+    return x.reshape(*lead, s * s, cell_px * cell_px * c)
+
+
+def cell_errors(a: Tensor, b: Tensor, cell_px: int) -> Tensor:
+    """Mean absolute pixel difference of every grid cell, ``(..., H, W, 3)`` twice -> ``(..., N)`` (pixel units)."""
+    return (patchify(a.float(), cell_px) - patchify(b.float(), cell_px)).abs().mean(-1)
 
 
 def unpatchify(patches: Tensor, cell_px: int) -> Tensor:
