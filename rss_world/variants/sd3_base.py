@@ -1,0 +1,96 @@
+"""A small SD3 transformer trained from scratch in pixel space: its build, its flow-matching loss and an Euler sampler.
+
+The transformer is a diffusers ``SD3Transformer2DModel`` built from :class:`~rss_world.variants.config.
+BaseModelConfig` (no VAE, no hub: ``in_channels`` 3 are RGB pixels in ``[-1, 1]``). Training uses the same
+rectified-flow objective as the adapter trainer (:func:`rss_world.variants.losses.sd3_loss`); sampling integrates
+the learned velocity with ``FlowMatchEulerDiscreteScheduler`` from pure noise, with optional classifier-free
+guidance (``v = v_uncond + g (v_cond - v_uncond)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+from torch import Tensor
+
+from .config import BaseModelConfig, SchedulerConfig
+from .losses import sd3_loss
+
+__all__ = ["build_transformer", "flow_loss", "flow_scheduler", "pixel_config", "sample"]
+
+
+def pixel_config(sample_size: int = 32, patch_size: int = 4, num_layers: int = 4, heads: int = 4,
+                 head_dim: int = 32, text_dim: int = 64, pooled_dim: int = 64) -> BaseModelConfig:
+    """An SD3 :class:`BaseModelConfig` on ``sample_size`` RGB pixels (3 channels in and out)."""
+    if sample_size % patch_size:
+        raise ValueError(f"sample_size {sample_size} is not a multiple of patch_size {patch_size}")
+    return BaseModelConfig(
+        num_embeds_ada_norm=None, sample_size=sample_size, patch_size=patch_size, in_channels=3, out_channels=3,
+        num_layers=num_layers, attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=text_dim,
+        caption_projection_dim=heads * head_dim, pooled_projection_dim=pooled_dim,
+        pos_embed_max_size=sample_size // patch_size,
+    )
+
+
+def build_transformer(cfg: BaseModelConfig) -> SD3Transformer2DModel:
+    """A freshly initialised ``SD3Transformer2DModel`` from ``cfg`` (seed torch first for reproducible weights)."""
+    kwargs = cfg.kwargs()
+    if "num_embeds_ada_norm" in kwargs:
+        raise ValueError("an SD3 config takes no num_embeds_ada_norm (set it to None; that field is DiT's)")
+    missing = [k for k in ("joint_attention_dim", "caption_projection_dim", "pooled_projection_dim",
+                           "pos_embed_max_size") if k not in kwargs]
+    if missing:
+        raise ValueError(f"an SD3 config needs {missing}")
+    return SD3Transformer2DModel(**kwargs)
+
+
+def flow_scheduler(shift: float = 1.0) -> FlowMatchEulerDiscreteScheduler:
+    """The flow-matching scheduler (1000 training timesteps, ``shift`` as SD3's; 1.0 for small images)."""
+    if not shift > 0:
+        raise ValueError(f"scheduler shift must be positive, got {shift}")
+    return FlowMatchEulerDiscreteScheduler(**SchedulerConfig(beta_schedule=None, shift=float(shift)).kwargs())
+
+
+def flow_loss(model: SD3Transformer2DModel, scheduler: FlowMatchEulerDiscreteScheduler, x0: Tensor,
+              prompt_embeds: Tensor, pooled: Tensor, weighting: str = "logit_normal") -> Tensor:
+    """Rectified-flow loss on clean images ``x0 (B, 3, H, W)`` in ``[-1, 1]`` (see ``losses.sd3_loss``)."""
+    return sd3_loss(model, scheduler, x0, prompt_embeds, pooled, weighting=weighting)
+
+
+@torch.no_grad()
+def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, steps: int = 20,
+           shift: float = 1.0, guidance: float = 1.0, null_embeds: tuple[Tensor, Tensor] | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Euler-integrate the flow from noise to images ``(B, C, H, W)`` clamped to ``[-1, 1]``; ``model`` in eval.
+
+    Args:
+        prompt_embeds, pooled: ``(B, L, text)`` and ``(B, pooled)`` text conditioning.
+        steps: Euler steps (model calls per image; twice that with guidance).
+        guidance: classifier-free guidance scale; 1.0 runs the conditional model only.
+        null_embeds: the unconditional ``(1, L, text)`` and ``(1, pooled)`` inputs, needed when ``guidance != 1``.
+        generator: for the initial noise.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if guidance != 1.0 and null_embeds is None:
+        raise ValueError("classifier-free guidance needs null_embeds (the empty prompt's encoding)")
+    model.eval()
+    cfg = model.config
+    b = prompt_embeds.shape[0]
+    shape = (b, cfg.out_channels, cfg.sample_size, cfg.sample_size)
+    dev, dtype = prompt_embeds.device, prompt_embeds.dtype
+    x = torch.randn(shape, generator=generator, device=generator.device if generator else dev, dtype=dtype).to(dev)
+    if guidance != 1.0:
+        prompt_embeds = torch.cat([null_embeds[0].expand_as(prompt_embeds), prompt_embeds])  # (2B, L, text)
+        pooled = torch.cat([null_embeds[1].expand_as(pooled), pooled])  # (2B, pooled)
+    scheduler = flow_scheduler(shift)
+    scheduler.set_timesteps(steps, device=dev)
+    for t in scheduler.timesteps:
+        xin = torch.cat([x, x]) if guidance != 1.0 else x  # (B or 2B, C, H, W)
+        v = model(hidden_states=xin, timestep=t.expand(xin.shape[0]), encoder_hidden_states=prompt_embeds,
+                  pooled_projections=pooled).sample  # (B or 2B, C, H, W)
+        if guidance != 1.0:
+            v_null, v_cond = v.chunk(2)
+            v = v_null + guidance * (v_cond - v_null)
+        x = scheduler.step(v, t, x).prev_sample  # (B, C, H, W)
+    return x.clamp(-1, 1)
