@@ -1,8 +1,8 @@
 """The Recursive Sparse Reasoning core. Imports torch only."""
 
-from .lora import StackedLoRA
+from .lora import StackedLoRA, grouped_update
 from .recursive import BaseCache, RecursiveSparseAttention, RSRConfig, RSROutput
-from .routing import GatingNetwork, RoutingRecord, Selection, balance_loss, gumbel_select
+from .routing import GatingNetwork, RoutingRecord, Selection, SingleExpert, balance_loss, gumbel_select
 
 __all__ = [
     "BaseCache",
@@ -12,7 +12,9 @@ __all__ = [
     "RecursiveSparseAttention",
     "RoutingRecord",
     "Selection",
+    "SingleExpert",
     "StackedLoRA",
     "balance_loss",
+    "grouped_update",
     "gumbel_select",
 ]

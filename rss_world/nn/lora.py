@@ -4,6 +4,10 @@
 two stacked tensors, ``A (E, r, in)`` and ``B (E, out, r)``, so that choosing experts is indexing, not a Python
 loop over tokens. ``B`` starts at zero, so every expert starts as the identity update (the frozen layer is
 unchanged until training moves it, as in LoRA and DiT's adaLN-Zero).
+
+:func:`grouped_update` applies several such stacks at once (RSR's q, k and v experts: ``A`` concatenated to
+``(E, 3r, in)``, ``B`` stacked to ``(E, 3, out, r)``), one dispatch per expert present instead of one per projection,
+with the routed units (samples or tokens) grouped by expert by one sort.
 """
 
 from __future__ import annotations
@@ -80,26 +84,7 @@ class StackedLoRA(nn.Module):
         return self._by_weights(x, weights)
 
     def _by_index(self, x: Tensor, index: Tensor) -> Tensor:
-        b, n, _ = x.shape
-        if index.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"expert index must be an integer tensor, got {index.dtype}")
-        if index.shape == (b,):
-            a_sel, b_sel = self.A[index], self.B[index]  # (B, r, in), (B, out, r)
-            h = torch.bmm(x, a_sel.transpose(1, 2))  # (B, N, r)
-            return torch.bmm(h, b_sel.transpose(1, 2)) * self.scaling  # (B, N, out)
-        if index.shape == (b, n):
-            # Per-token routing: dispatch tokens to their expert (a loop over the E experts, not over tokens).
-            flat_x = x.reshape(b * n, -1)  # (BN, in)
-            flat_i = index.reshape(b * n)
-            out = x.new_zeros(b * n, self.out_features)
-            for e in range(self.num_experts):
-                rows = (flat_i == e).nonzero(as_tuple=True)[0]
-                if rows.numel() == 0:
-                    continue
-                h = flat_x.index_select(0, rows) @ self.A[e].t()  # (n_e, r)
-                out = out.index_add(0, rows, (h @ self.B[e].t()) * self.scaling)  # (BN, out)
-            return out.view(b, n, self.out_features)
-        raise ValueError(f"expert index must be (B,)=({b},) or (B, N)=({b}, {n}), got {tuple(index.shape)}")
+        return grouped_update(x, index, self.A, self.B[:, None], self.scaling)[0]  # (B, N, out)
 
     def _by_weights(self, x: Tensor, weights: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -110,3 +95,88 @@ class StackedLoRA(nn.Module):
         w = weights[:, None, :] if weights.dim() == 2 else weights  # (B, 1|N, E)
         h = h * w[..., None]  # (B, N, E, r)
         return torch.einsum("bner,eor->bno", h, self.B) * self.scaling  # (B, N, out)
+
+
+def _check_index(index: Tensor, units: tuple[tuple[int, ...], ...]) -> None:
+    if index.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"expert index must be an integer tensor, got {index.dtype}")
+    if tuple(index.shape) not in units:
+        want = " or ".join(str(u) for u in units)
+        raise ValueError(f"expert index must have shape {want} ((B,) or (B, N)), got {tuple(index.shape)}")
+
+
+def _scaled(h: Tensor, factor: Tensor | None, scaling: float, length: int) -> Tensor:
+    """``h (U*L, P*r)`` times the per-unit coefficient (repeated over the ``L`` rows of a unit) and ``scaling``."""
+    if factor is None:
+        return h if scaling == 1.0 else h * scaling
+    factor = factor if scaling == 1.0 else factor * scaling
+    return (h.view(factor.shape[0], length, -1) * factor[:, None, None]).view(h.shape)
+
+
+def _one_expert(rows: Tensor, a: Tensor, b: Tensor, factor: Tensor | None, scaling: float, length: int) -> Tensor:
+    """All ``rows (U*L, in)`` through one expert (``a (P*r, in)``, ``b (P, out, r)``): ``(P, U*L, out)``."""
+    p, _, r = b.shape
+    h = _scaled(rows @ a.t(), factor, scaling, length)  # (UL, P*r): one matmul for the P projections
+    return torch.bmm(h.view(-1, p, r).transpose(0, 1), b.transpose(1, 2))  # (P, UL, out): one batched matmul
+
+
+def grouped_update(
+    x: Tensor, index: Tensor | None, a: Tensor, b: Tensor, scaling: float, coef: Tensor | None = None
+) -> Tensor:
+    """LoRA updates of ``P`` projections that share their input and their routing, in one dispatch.
+
+    The routed units (samples for an index ``(B,)``, tokens for ``(B, N)``) are sorted by expert once; each expert
+    present then runs one matmul with its concatenated ``A`` rows and one batched matmul over its ``P`` blocks of
+    ``B``, and the results are put back in the units' order. With a single expert (or ``index`` None, meaning
+    expert 0 everywhere) nothing is sorted or gathered.
+
+    Args:
+        x: input ``(B, N, in)``.
+        index: chosen expert ``(B,)`` or ``(B, N)``, or ``None`` for expert 0 everywhere.
+        a: ``(E, P*r, in)``, the ``A`` of the ``P`` projections concatenated along the rank axis.
+        b: ``(E, P, out, r)``, their ``B`` stacked.
+        scaling: ``alpha / r``.
+        coef: optional per-unit coefficient, shaped like ``index`` (the gate's straight-through weight).
+
+    Returns:
+        The ``P`` updates ``(P, B, N, out)``; ``[p]`` equals ``(alpha/r) · coef · B_p[e] A_p[e] x``.
+    """
+    bsz, n, d_in = x.shape
+    num_experts, p, d_out, _ = b.shape
+    if index is None:
+        index = x.new_zeros(bsz, dtype=torch.long)
+    _check_index(index, ((bsz,), (bsz, n)))
+    units, length = (bsz, n) if index.dim() == 1 else (bsz * n, 1)
+    flat_i = index.reshape(units)
+    factor = None if coef is None else coef.reshape(units).to(x.dtype)
+    lo, hi = (int(v) for v in flat_i.aminmax())
+    if lo < 0 or hi >= num_experts:
+        raise ValueError(f"expert index must be in [0, {num_experts}), got values in [{lo}, {hi}]")
+    counts = [units] if num_experts == 1 else torch.bincount(flat_i, minlength=num_experts).tolist()
+    present = [e for e, c in enumerate(counts) if c]
+    if len(present) == 1:  # one expert for every unit: no sort, no gather
+        e = present[0]
+        out = _one_expert(x.reshape(bsz * n, d_in), a[e], b[e], factor, scaling, length)
+        return out.view(p, bsz, n, d_out)
+    order = torch.argsort(flat_i, stable=True)  # the one sort of this step: units grouped by expert
+    xs = x.reshape(units, length, d_in).index_select(0, order)  # (U, L, in)
+    fs = None if factor is None else factor.index_select(0, order)
+    pieces, start = [], 0
+    for e in present:
+        stop = start + counts[e]
+        rows = xs[start:stop].reshape(-1, d_in)  # (n_e*L, in)
+        f = None if fs is None else fs[start:stop]
+        pieces.append(_one_expert(rows, a[e], b[e], f, scaling, length).view(p, stop - start, length, d_out))
+        start = stop
+    if torch.is_grad_enabled() and any(t.requires_grad for t in pieces):
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(units, device=order.device)
+        out = torch.cat(pieces, 1).index_select(1, inverse)  # (P, U, L, out) back in the units' order
+    else:  # inference: write each expert's rows straight to their places (one copy)
+        out = x.new_empty(p, units, length, d_out)
+        start = 0
+        for piece in pieces:
+            stop = start + piece.shape[1]
+            out.index_copy_(1, order[start:stop], piece)
+            start = stop
+    return out.view(p, bsz, n, d_out)

@@ -19,14 +19,14 @@ Hence: with ``B = 0`` every ``u_t`` is exactly zero and the output is the base o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lora import StackedLoRA
-from .routing import GatingNetwork, RoutingRecord, Selection
+from .lora import StackedLoRA, grouped_update
+from .routing import GatingNetwork, RoutingRecord, Selection, SingleExpert
 
 
 @dataclass
@@ -75,7 +75,7 @@ class BaseCache:
     k0: Tensor
     v0: Tensor
     ctx: tuple[Tensor, Tensor, Tensor] | None  # context q, k, v (B, H, M, d), already normed
-    a0: Tensor  # (B, N, H*d) base attention output for vision rows, before W_o
+    a0: Tensor | None  # (B, N, H*d) base attention output for vision rows, before W_o (None: not computed)
     ctx_a0: Tensor | None  # (B, M, H*d) base attention output for context rows
     base_out: Tensor | None  # (B, N, D) W_o a0 + b (None when prepare(with_out=False))
 
@@ -88,14 +88,24 @@ class RSROutput:
         out: ``(B, N, D)`` layer output (``base_out + s_T - x``).
         context: ``(B, M, H*d)`` attention output of the context rows at the final step, before the
             context's own output projection; ``None`` without context.
-        states: the vision state after every latent step, ``T`` tensors ``(B, N, D)``.
+        states: the vision state after every latent step, ``T`` tensors ``(B, N, D)``. The output does not need
+            the last one, so it is computed on first access (one more output projection, and at ``T = 1`` the base
+            attention); read it before the layer's weights change.
         route: the routing record of the ``T`` steps.
     """
 
     out: Tensor
     context: Tensor | None
-    states: list[Tensor]
+    _states: list[Tensor] = field(repr=False)
     route: RoutingRecord
+    _last_state: Callable[[], Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def states(self) -> list[Tensor]:
+        if self._last_state is not None:
+            self._states.append(self._last_state())
+            self._last_state = None
+        return self._states
 
 
 Norm = Callable[[Tensor], Tensor] | None
@@ -160,8 +170,14 @@ class RecursiveSparseAttention(nn.Module):
         self.lora_q = StackedLoRA(dim, inner, e, r, a)
         self.lora_k = StackedLoRA(dim, inner, e, r, a)
         self.lora_v = StackedLoRA(dim, inner, e, r, a)
-        self.gate = None if external_routing else GatingNetwork(
-            dim, cfg.cond_dim, e, cfg.per_token, temperature=cfg.temperature, hidden=cfg.gate_hidden)
+        # One expert needs no choice: a parameter-free stand-in answers the gate's calls (no MLP is built or run).
+        if external_routing:
+            self.gate = None
+        elif e == 1:
+            self.gate = SingleExpert(dim, cfg.cond_dim, cfg.per_token)
+        else:
+            self.gate = GatingNetwork(
+                dim, cfg.cond_dim, e, cfg.per_token, temperature=cfg.temperature, hidden=cfg.gate_hidden)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters: LoRA experts and gate (never the frozen base)."""
@@ -209,6 +225,14 @@ class RecursiveSparseAttention(nn.Module):
             with_out: also compute ``base_out = W_o a0 + b``. A caller that only needs the steps' updates
                 (``step`` reads ``a0``, never ``base_out``) passes ``False`` and saves one projection.
         """
+        cache = self._project(x, context_qkv, base_attention=True, attn_bias=attn_bias)
+        if with_out:
+            cache.base_out = self.base["to_out"](cache.a0)  # (B, N, D)
+        return cache
+
+    def _project(self, x: Tensor, context_qkv: tuple[Tensor, Tensor, Tensor] | None, base_attention: bool,
+                 attn_bias: Tensor | None = None) -> BaseCache:
+        """The frozen q/k/v projections, and the base attention if ``base_attention``."""
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"vision tokens must be (B, N, {self.dim}), got {tuple(x.shape)}")
         if context_qkv is not None:
@@ -225,29 +249,18 @@ class RecursiveSparseAttention(nn.Module):
         q0 = self._heads(self.base["to_q"](x))  # (B, H, N, d)
         k0 = self._heads(self.base["to_k"](x))
         v0 = self._heads(self.base["to_v"](x))
-        a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv, attn_bias)
-        base_out = self.base["to_out"](a0) if with_out else None  # (B, N, D)
-        return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, base_out)
+        a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv, attn_bias) if base_attention else (None, None)
+        return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, None)
 
-    def step(
-        self,
-        state: Tensor,
-        cache: BaseCache,
-        cond: Tensor | None = None,
-        forced: Tensor | None = None,
-        attn_bias: Tensor | Callable[[Tensor], Tensor] | None = None,
-        selection: Selection | None = None,
-    ) -> tuple[Tensor, Tensor | None, Selection]:
-        """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
+    def experts(self) -> tuple[Tensor, Tensor]:
+        """The q, k and v experts as one stack: ``A (E, 3r, in)`` and ``B (E, 3, out, r)`` (built from the three
+        :class:`StackedLoRA` parameters, which stay the state-dict entries; gradients flow back to them)."""
+        loras = (self.lora_q, self.lora_k, self.lora_v)
+        return torch.cat([m.A for m in loras], dim=1), torch.stack([m.B for m in loras], dim=1)
 
-        ``attn_bias`` is an additive attention bias for this step, or a callable mapping the chosen expert
-        index to one (per-expert position biases, as the world model uses). ``selection`` lets a caller that
-        routes with its own gating network (the world model's planning gate) pass the decision in; the layer's
-        gate is then not called.
-
-        Returns:
-            ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
-        """
+    def _route(self, state: Tensor, cond: Tensor | None, forced: Tensor | None,
+               selection: Selection | None) -> tuple[Selection, Tensor | None]:
+        """The step's selection and the coefficient to apply (``None`` when it is exactly 1 with no gradient)."""
         if selection is None:
             if self.gate is None:
                 raise ValueError("this layer routes externally: step() needs a selection")
@@ -257,15 +270,45 @@ class RecursiveSparseAttention(nn.Module):
             if tuple(selection.index.shape) != tuple(want):
                 raise ValueError(f"selection index must have shape {tuple(want)}, got {tuple(selection.index.shape)}")
             sel = selection
-        coef = sel.coef.to(state.dtype)
-        coef = coef[:, None, None] if coef.dim() == 1 else coef[..., None]  # (B, 1|N, 1)
-        dq = self.lora_q(state, index=sel.index) * coef  # (B, N, H*d)
-        dk = self.lora_k(state, index=sel.index) * coef
-        dv = self.lora_v(state, index=sel.index) * coef
+        coef = sel.coef
+        if not (torch.is_grad_enabled() and coef.requires_grad) and bool((coef == 1).all()):
+            coef = None  # multiplying by exactly 1 with no gradient to carry changes nothing
+        return sel, coef
+
+    def _refined(self, state: Tensor, cache: BaseCache, sel: Selection, coef: Tensor | None,
+                 attn_bias: Tensor | Callable[[Tensor], Tensor] | None,
+                 experts: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor | None]:
+        """Attention with the chosen experts' q/k/v updates: ``(a (B, N, H*d), context rows or None)``."""
+        a_qkv, b_qkv = self.experts() if experts is None else experts
+        index = None if self.cfg.num_experts == 1 else sel.index
+        dq, dk, dv = grouped_update(state, index, a_qkv, b_qkv, self.lora_q.scaling, coef)  # 3 x (B, N, H*d)
         bias = attn_bias(sel.index) if callable(attn_bias) else attn_bias
-        a, ctx_a = self._attend(
+        return self._attend(
             cache.q0 + self._heads(dq), cache.k0 + self._heads(dk), cache.v0 + self._heads(dv), cache.ctx, bias
         )
+
+    def step(
+        self,
+        state: Tensor,
+        cache: BaseCache,
+        cond: Tensor | None = None,
+        forced: Tensor | None = None,
+        attn_bias: Tensor | Callable[[Tensor], Tensor] | None = None,
+        selection: Selection | None = None,
+        experts: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None, Selection]:
+        """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
+
+        ``attn_bias`` is an additive attention bias for this step, or a callable mapping the chosen expert
+        index to one (per-expert position biases, as the world model uses). ``selection`` lets a caller that
+        routes with its own gating network (the world model's planning gate) pass the decision in; the layer's
+        gate is then not called. ``experts`` is :meth:`experts`, when the caller already built it this forward.
+
+        Returns:
+            ``(next_state (B, N, D), context attention rows (B, M, H*d) or None, selection)``.
+        """
+        sel, coef = self._route(state, cond, forced, selection)
+        a, ctx_a = self._refined(state, cache, sel, coef, attn_bias, experts)
         u = F.linear(a - cache.a0, self.base["to_out"].weight)  # (B, N, D) adapter contribution, no bias
         return state + u, ctx_a, sel
 
@@ -279,6 +322,10 @@ class RecursiveSparseAttention(nn.Module):
     ) -> RSROutput:
         """Run ``T`` latent steps.
 
+        The last step's attention ``a_T`` gives the output directly, ``out = W_o a_T + b + (s_{T-1} - x)`` (equal
+        to ``base_out + s_T - x``), so neither ``base_out`` nor, at ``T = 1``, the base attention is computed: at
+        ``E = 1, T = 1`` the layer does what plain LoRA does.
+
         Args:
             x: vision tokens ``(B, N, D)`` (positions already added, whatever the 2D scheme).
             cond: gate condition ``(B, C)``.
@@ -291,11 +338,26 @@ class RecursiveSparseAttention(nn.Module):
             raise ValueError(f"steps must be >= 1, got {t_steps}")
         if forced is not None and forced.shape[0] != t_steps:
             raise ValueError(f"forced indices cover {forced.shape[0]} steps, expected {t_steps}")
-        cache = self.prepare(x, context_qkv)
-        state, ctx_a, route, states = x, cache.ctx_a0, RoutingRecord(), []
-        for t in range(t_steps):
-            state, ctx_a, sel = self.step(state, cache, cond, None if forced is None else forced[t])
+        cache = self._project(x, context_qkv, base_attention=t_steps > 1)
+        experts = self.experts()  # once per forward, shared by the T steps
+        state, route, states = x, RoutingRecord(), []
+        for t in range(t_steps - 1):
+            state, _, sel = self.step(state, cache, cond, None if forced is None else forced[t], experts=experts)
             route.append(sel)
             states.append(state)
-        out = cache.base_out + (state - x)  # frozen base output integrated once, at the end
-        return RSROutput(out=out, context=ctx_a, states=states, route=route)
+        sel, coef = self._route(state, cond, None if forced is None else forced[-1], None)
+        route.append(sel)
+        a, ctx_a = self._refined(state, cache, sel, coef, None, experts)  # (B, N, H*d)
+        out = self.base["to_out"](a) + (state - x)  # (B, N, D) the frozen bias and W_o enter once, at the end
+        w_o, version, prev, grad = self.base["to_out"].weight, self.base["to_out"].weight._version, state, \
+            torch.is_grad_enabled()
+
+        def last_state() -> Tensor:
+            if w_o._version != version:
+                raise RuntimeError("RSROutput.states: the output projection changed since the forward; read states "
+                                   "before updating the weights")
+            with torch.set_grad_enabled(grad):
+                a0 = cache.a0 if cache.a0 is not None else self._attend(cache.q0, cache.k0, cache.v0, cache.ctx)[0]
+                return prev + F.linear(a - a0, w_o)  # (B, N, D)
+
+        return RSROutput(out=out, context=ctx_a, _states=states, route=route, _last_state=last_state)

@@ -171,3 +171,44 @@ class GatingNetwork(nn.Module):
         probs = F.softmax(logits.float() / self.temperature, dim=-1)
         coef = torch.ones(unit_shape, dtype=probs.dtype, device=logits.device)
         return Selection(index=forced.long(), coef=coef, probs=probs, logits=logits, forced=True)
+
+
+class SingleExpert(nn.Module):
+    """The route of a layer with one expert (``E = 1``): expert 0 everywhere, with nothing learned or computed.
+
+    It stands where a :class:`GatingNetwork` would and answers the same calls, but it has no parameters and runs
+    no network: a softmax over one expert is 1 whatever the logits, so a gate there would get exactly zero gradient
+    and change nothing. Its selection has ``index`` 0, ``coef`` 1, ``probs`` 1 and ``logits`` 0.
+
+    Args:
+        dim: token width ``D`` (checked, as the gate would).
+        cond_dim: condition width ``C`` (checked, as the gate would; 0 for no condition).
+        per_token: routing units are tokens ``(B, N)`` or samples ``(B,)``.
+    """
+
+    num_experts = 1
+
+    def __init__(self, dim: int, cond_dim: int, per_token: bool = True) -> None:
+        super().__init__()
+        self.dim, self.cond_dim, self.per_token = dim, cond_dim, per_token
+
+    def forward(self, x: Tensor, cond: Tensor | None = None, forced: Tensor | None = None) -> Selection:
+        """The constant selection for ``x (B, N, D)``; ``forced`` may only name expert 0."""
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"gate tokens must be (B, N, {self.dim}), got {tuple(x.shape)}")
+        if self.cond_dim > 0 and (cond is None or cond.shape != (x.shape[0], self.cond_dim)):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"gate condition must be (B, C)=({x.shape[0]}, {self.cond_dim}), got {got}")
+        unit_shape = tuple(x.shape[:2]) if self.per_token else tuple(x.shape[:1])
+        index = torch.zeros(unit_shape, dtype=torch.long, device=x.device)
+        if forced is not None:
+            forced = torch.as_tensor(forced, device=x.device)
+            if forced.dim() == 1 and len(unit_shape) == 2:
+                forced = forced[:, None].expand(unit_shape)
+            if tuple(forced.shape) != unit_shape:
+                raise ValueError(f"forced expert index must have shape {unit_shape}, got {tuple(forced.shape)}")
+            if forced.dtype not in (torch.int64, torch.int32) or bool((forced != 0).any()):
+                raise ValueError(f"forced expert index must be integers in [0, 1), got {forced}")
+        ones = torch.ones((*unit_shape, 1), device=x.device)
+        return Selection(index=index, coef=ones[..., 0], probs=ones, logits=x.new_zeros((*unit_shape, 1)),
+                         forced=forced is not None)
