@@ -13,6 +13,7 @@ with the routed units (samples or tokens) grouped by expert by one sort.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +85,7 @@ class StackedLoRA(nn.Module):
         return self._by_weights(x, weights)
 
     def _by_index(self, x: Tensor, index: Tensor) -> Tensor:
-        return grouped_update(x, index, self.A, self.B[:, None], self.scaling)[0]  # (B, N, out)
+        return grouped_update(x, index, self.A.unbind(0), self.B[:, None].unbind(0), self.scaling)[0]  # (B, N, out)
 
     def _by_weights(self, x: Tensor, weights: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -121,7 +122,8 @@ def _one_expert(rows: Tensor, a: Tensor, b: Tensor, factor: Tensor | None, scali
 
 
 def grouped_update(
-    x: Tensor, index: Tensor | None, a: Tensor, b: Tensor, scaling: float, coef: Tensor | None = None
+    x: Tensor, index: Tensor | None, a: Tensor | Sequence[Tensor], b: Tensor | Sequence[Tensor], scaling: float,
+    coef: Tensor | None = None,
 ) -> Tensor:
     """LoRA updates of ``P`` projections that share their input and their routing, in one dispatch.
 
@@ -133,8 +135,10 @@ def grouped_update(
     Args:
         x: input ``(B, N, in)``.
         index: chosen expert ``(B,)`` or ``(B, N)``, or ``None`` for expert 0 everywhere.
-        a: ``(E, P*r, in)``, the ``A`` of the ``P`` projections concatenated along the rank axis.
-        b: ``(E, P, out, r)``, their ``B`` stacked.
+        a: ``(E, P*r, in)``, the ``A`` of the ``P`` projections concatenated along the rank axis, or the ``E``
+            tensors ``(P*r, in)`` of ``a.unbind(0)``. Pass the unbound tuple when the experts are reused in a graph:
+            the backward of ``a[e]`` on a stacked tensor allocates and zero-fills all of ``a`` for each use.
+        b: ``(E, P, out, r)``, their ``B`` stacked, or its ``unbind(0)``.
         scaling: ``alpha / r``.
         coef: optional per-unit coefficient, shaped like ``index`` (the gate's straight-through weight).
 
@@ -142,7 +146,8 @@ def grouped_update(
         The ``P`` updates ``(P, B, N, out)``; ``[p]`` equals ``(alpha/r) · coef · B_p[e] A_p[e] x``.
     """
     bsz, n, d_in = x.shape
-    num_experts, p, d_out, _ = b.shape
+    num_experts = len(b)
+    p, d_out, _ = b[0].shape
     if index is None:
         index = x.new_zeros(bsz, dtype=torch.long)
     _check_index(index, ((bsz,), (bsz, n)))

@@ -252,11 +252,15 @@ class RecursiveSparseAttention(nn.Module):
         a0, ctx_a0 = self._attend(q0, k0, v0, context_qkv, attn_bias) if base_attention else (None, None)
         return BaseCache(x, q0, k0, v0, context_qkv, a0, ctx_a0, None)
 
-    def experts(self) -> tuple[Tensor, Tensor]:
-        """The q, k and v experts as one stack: ``A (E, 3r, in)`` and ``B (E, 3, out, r)`` (built from the three
-        :class:`StackedLoRA` parameters, which stay the state-dict entries; gradients flow back to them)."""
+    def experts(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """The q, k and v experts stacked, one entry per expert: ``E`` tensors ``A (3r, in)`` and ``E`` tensors
+        ``B (3, out, r)``. They are built from the three :class:`StackedLoRA` parameters, which stay the
+        state-dict entries; gradients flow back to them (unbound once, so reusing an expert costs no full-size
+        zero-filled gradient per use)."""
         loras = (self.lora_q, self.lora_k, self.lora_v)
-        return torch.cat([m.A for m in loras], dim=1), torch.stack([m.B for m in loras], dim=1)
+        a = torch.cat([m.A for m in loras], dim=1)  # (E, 3r, in)
+        b = torch.stack([m.B for m in loras], dim=1)  # (E, 3, out, r)
+        return a.unbind(0), b.unbind(0)
 
     def _route(self, state: Tensor, cond: Tensor | None, forced: Tensor | None,
                selection: Selection | None) -> tuple[Selection, Tensor | None]:
@@ -277,7 +281,7 @@ class RecursiveSparseAttention(nn.Module):
 
     def _refined(self, state: Tensor, cache: BaseCache, sel: Selection, coef: Tensor | None,
                  attn_bias: Tensor | Callable[[Tensor], Tensor] | None,
-                 experts: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor | None]:
+                 experts: tuple[tuple[Tensor, ...], tuple[Tensor, ...]] | None) -> tuple[Tensor, Tensor | None]:
         """Attention with the chosen experts' q/k/v updates: ``(a (B, N, H*d), context rows or None)``."""
         a_qkv, b_qkv = self.experts() if experts is None else experts
         index = None if self.cfg.num_experts == 1 else sel.index
@@ -295,7 +299,7 @@ class RecursiveSparseAttention(nn.Module):
         forced: Tensor | None = None,
         attn_bias: Tensor | Callable[[Tensor], Tensor] | None = None,
         selection: Selection | None = None,
-        experts: tuple[Tensor, Tensor] | None = None,
+        experts: tuple[tuple[Tensor, ...], tuple[Tensor, ...]] | None = None,
     ) -> tuple[Tensor, Tensor | None, Selection]:
         """One latent step: route on ``state``, apply the chosen expert to q/k/v, attend, update the state.
 
@@ -348,7 +352,9 @@ class RecursiveSparseAttention(nn.Module):
         sel, coef = self._route(state, cond, None if forced is None else forced[-1], None)
         route.append(sel)
         a, ctx_a = self._refined(state, cache, sel, coef, None, experts)  # (B, N, H*d)
-        out = self.base["to_out"](a) + (state - x)  # (B, N, D) the frozen bias and W_o enter once, at the end
+        out = self.base["to_out"](a)  # (B, N, D) the frozen bias and W_o enter once, at the end
+        if t_steps > 1:
+            out = out + (state - x)  # the earlier steps' updates (at T = 1 state is x: nothing to add)
         w_o, version, prev, grad = self.base["to_out"].weight, self.base["to_out"].weight._version, state, \
             torch.is_grad_enabled()
 
