@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from rss_world.t2i.text import TextEncoder, TextEncoderConfig, tokenize
 from rss_world.variants.config import BaseModelConfig
-from rss_world.variants.sd3_base import build_transformer, flow_loss, flow_scheduler, pixel_config, sample
+from rss_world.variants.sd3_base import PREDICTIONS, build_transformer, flow_loss, flow_scheduler, pixel_config, sample
 
 
 @dataclass
@@ -29,12 +29,15 @@ class T2IConfig:
         transformer: the SD3 transformer (RGB pixels, see :func:`rss_world.variants.sd3_base.pixel_config`).
         shift: timestep shift of the flow scheduler, in training and sampling.
         weighting: training timestep density, ``logit_normal`` (SD3) or ``uniform``.
+        prediction: what the transformer outputs, ``velocity`` (SD3) or ``sample`` (the clean image; see
+            :mod:`rss_world.variants.sd3_base`).
     """
 
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     transformer: BaseModelConfig = field(default_factory=pixel_config)
     shift: float = 1.0
     weighting: str = "logit_normal"
+    prediction: str = "velocity"
 
     def validate(self) -> None:
         self.text.validate()
@@ -48,6 +51,8 @@ class T2IConfig:
                              f"{t.in_channels}/{t.out_channels}")
         if self.weighting not in ("logit_normal", "uniform"):
             raise ValueError(f"weighting must be 'logit_normal' or 'uniform', got {self.weighting!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +105,8 @@ class TextToImage(nn.Module):
     def loss(self, images: Tensor, ids: Tensor) -> Tensor:
         """Flow-matching loss on ``images (B, 3, H, W)`` in ``[-1, 1]`` with token ids ``(B, L)``."""
         embeds, pooled = self.text(ids)  # (B, L, text), (B, pooled)
-        return flow_loss(self.transformer, self.scheduler, images, embeds, pooled, self.cfg.weighting)
+        return flow_loss(self.transformer, self.scheduler, images, embeds, pooled, self.cfg.weighting,
+                         self.cfg.prediction)
 
     @torch.no_grad()
     def generate(self, texts: Sequence[str], steps: int = 20, guidance: float = 1.0, seed: int = 0,
@@ -123,7 +129,7 @@ class TextToImage(nn.Module):
             embeds, pooled = self.text.encode(list(texts[start:start + batch_size]))
             gen = torch.Generator(device="cpu").manual_seed(seed + i)
             x = sample(self.transformer, embeds, pooled, steps=steps, shift=self.cfg.shift, guidance=guidance,
-                       null_embeds=null, generator=gen).to(device)  # (b, 3, H, W)
+                       null_embeds=null, generator=gen, prediction=self.cfg.prediction).to(device)  # (b, 3, H, W)
             out.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         self.train(was_training)
         return np.concatenate(out) if out else np.zeros((0, *self.image_shape), dtype=np.uint8)

@@ -2,21 +2,32 @@
 
 The transformer is a diffusers ``SD3Transformer2DModel`` built from :class:`~rss_world.variants.config.
 BaseModelConfig` (no VAE, no hub: ``in_channels`` 3 are RGB pixels in ``[-1, 1]``). Training uses the same
-rectified-flow objective as the adapter trainer (:func:`rss_world.variants.losses.sd3_loss`); sampling integrates
-the learned velocity with ``FlowMatchEulerDiscreteScheduler`` from pure noise, with optional classifier-free
-guidance (``v = v_uncond + g (v_cond - v_uncond)``).
+rectified-flow objective as the adapter trainer (:func:`rss_world.variants.losses.sd3_loss`): ``x_t = (1 - σ) x_0 +
+σ ε`` at timestep ``1000 σ``, velocity target ``ε - x_0``. Sampling integrates the velocity with
+``FlowMatchEulerDiscreteScheduler`` from pure noise (σ from 1 down to 0), with optional classifier-free guidance
+(``v = v_uncond + g (v_cond - v_uncond)``).
+
+``prediction`` says what the transformer's output means. ``"velocity"`` is SD3's: the output is ``ε - x_0``.
+``"sample"`` reads it as the clean image ``x_0`` (JiT's x-prediction, which suits pixel patches far wider than the
+model's noise-free content); the loss and the sampler turn it into the velocity ``(x_t - x_0) / σ``, so the loss is
+still the velocity error, and the scheduler still steps on a velocity.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+from diffusers.training_utils import compute_density_for_timestep_sampling
 from torch import Tensor
 
 from .config import BaseModelConfig, SchedulerConfig
 from .losses import sd3_loss
 
-__all__ = ["build_transformer", "flow_loss", "flow_scheduler", "pixel_config", "sample"]
+__all__ = ["PREDICTIONS", "build_transformer", "flow_loss", "flow_scheduler", "pixel_config", "sample", "velocity"]
+
+PREDICTIONS = ("velocity", "sample")
+MIN_SIGMA = 0.05  # x-prediction: the velocity (x_t - x_0) / σ divides by at least this in the loss (JiT's clip)
 
 
 def pixel_config(sample_size: int = 32, patch_size: int = 4, num_layers: int = 4, heads: int = 4,
@@ -51,16 +62,49 @@ def flow_scheduler(shift: float = 1.0) -> FlowMatchEulerDiscreteScheduler:
     return FlowMatchEulerDiscreteScheduler(**SchedulerConfig(beta_schedule=None, shift=float(shift)).kwargs())
 
 
+def _check_prediction(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
+def velocity(out: Tensor, xt: Tensor, sigma: Tensor, prediction: str, min_sigma: float = 0.0) -> Tensor:
+    """The flow velocity ``ε - x_0`` that the transformer output ``out`` stands for at ``xt`` and noise level
+    ``sigma`` (broadcastable to ``xt``): ``out`` itself, or ``(xt - out) / max(σ, min_sigma)`` for x-prediction."""
+    _check_prediction(prediction)
+    if prediction == "velocity":
+        return out
+    return (xt - out) / sigma.clamp_min(min_sigma)
+
+
 def flow_loss(model: SD3Transformer2DModel, scheduler: FlowMatchEulerDiscreteScheduler, x0: Tensor,
-              prompt_embeds: Tensor, pooled: Tensor, weighting: str = "logit_normal") -> Tensor:
-    """Rectified-flow loss on clean images ``x0 (B, 3, H, W)`` in ``[-1, 1]`` (see ``losses.sd3_loss``)."""
-    return sd3_loss(model, scheduler, x0, prompt_embeds, pooled, weighting=weighting)
+              prompt_embeds: Tensor, pooled: Tensor, weighting: str = "logit_normal",
+              prediction: str = "velocity") -> Tensor:
+    """Rectified-flow loss on clean images ``x0 (B, 3, H, W)`` in ``[-1, 1]``: the mean squared velocity error.
+
+    With ``prediction="velocity"`` this is ``losses.sd3_loss``. With ``"sample"`` the output is read as ``x_0`` and
+    turned into a velocity (σ clipped at :data:`MIN_SIGMA`); timesteps are drawn the same way.
+    """
+    _check_prediction(prediction)
+    if prediction == "velocity":
+        return sd3_loss(model, scheduler, x0, prompt_embeds, pooled, weighting=weighting)
+    b = x0.shape[0]
+    noise = torch.randn_like(x0)  # (B, C, H, W)
+    u = compute_density_for_timestep_sampling(weighting, b, logit_mean=0.0, logit_std=1.0)
+    n = scheduler.config.num_train_timesteps
+    idx = (u * n).long().clamp(0, n - 1)
+    timesteps = scheduler.timesteps[idx].to(x0.device)  # (B,) = 1000 σ
+    sigmas = scheduler.sigmas[idx].to(device=x0.device, dtype=x0.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+    xt = (1.0 - sigmas) * x0 + sigmas * noise  # (B, C, H, W)
+    out = model(hidden_states=xt, timestep=timesteps, encoder_hidden_states=prompt_embeds,
+                pooled_projections=pooled).sample  # (B, C, H, W): x_0
+    v = velocity(out, xt, sigmas, prediction, MIN_SIGMA)  # (B, C, H, W)
+    return F.mse_loss(v.float(), (noise - x0).float())
 
 
 @torch.no_grad()
 def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, steps: int = 20,
            shift: float = 1.0, guidance: float = 1.0, null_embeds: tuple[Tensor, Tensor] | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
+           generator: torch.Generator | None = None, prediction: str = "velocity") -> Tensor:
     """Euler-integrate the flow from noise to images ``(B, C, H, W)`` clamped to ``[-1, 1]``; ``model`` in eval.
 
     Args:
@@ -69,9 +113,11 @@ def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, 
         guidance: classifier-free guidance scale; 1.0 runs the conditional model only.
         null_embeds: the unconditional ``(1, L, text)`` and ``(1, pooled)`` inputs, needed when ``guidance != 1``.
         generator: for the initial noise.
+        prediction: what the model outputs (see the module docstring); guidance mixes the velocities.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    _check_prediction(prediction)
     if guidance != 1.0 and null_embeds is None:
         raise ValueError("classifier-free guidance needs null_embeds (the empty prompt's encoding)")
     model.eval()
@@ -85,10 +131,11 @@ def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, 
         pooled = torch.cat([null_embeds[1].expand_as(pooled), pooled])  # (2B, pooled)
     scheduler = flow_scheduler(shift)
     scheduler.set_timesteps(steps, device=dev)
-    for t in scheduler.timesteps:
+    for i, t in enumerate(scheduler.timesteps):
         xin = torch.cat([x, x]) if guidance != 1.0 else x  # (B or 2B, C, H, W)
-        v = model(hidden_states=xin, timestep=t.expand(xin.shape[0]), encoder_hidden_states=prompt_embeds,
-                  pooled_projections=pooled).sample  # (B or 2B, C, H, W)
+        out = model(hidden_states=xin, timestep=t.expand(xin.shape[0]), encoder_hidden_states=prompt_embeds,
+                    pooled_projections=pooled).sample  # (B or 2B, C, H, W)
+        v = velocity(out, xin, scheduler.sigmas[i].to(dev, dtype), prediction)  # (B or 2B, C, H, W)
         if guidance != 1.0:
             v_null, v_cond = v.chunk(2)
             v = v_null + guidance * (v_cond - v_null)
