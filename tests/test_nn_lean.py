@@ -205,3 +205,19 @@ def test_last_state_refuses_changed_weights():
         rsr.base["to_out"].weight.add_(1.0)
     with pytest.raises(RuntimeError, match="changed since the forward"):
         _ = res.states
+
+
+def test_grouped_inference_under_bf16_autocast_matches_float32():
+    """Under CPU autocast the experts' pieces come out in bf16; the inference path writes them into a buffer of
+    their own dtype (it once allocated float32 and failed in ``index_copy_``, crashing the bf16 imagined env)."""
+    torch.manual_seed(0)
+    lora = StackedLoRA(D, D, num_experts=3, rank=4)
+    nn.init.normal_(lora.B, std=0.1)
+    x = torch.randn(2, 5, D)
+    index = torch.tensor([[0, 1, 2, 1, 0], [2, 2, 1, 0, 1]])
+    with torch.no_grad():
+        want = lora(x, index=index)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = lora(x, index=index)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)

@@ -178,7 +178,7 @@ def grouped_update(
         inverse[order] = torch.arange(units, device=order.device)
         out = torch.cat(pieces, 1).index_select(1, inverse)  # (P, U, L, out) back in the units' order
     else:  # inference: write each expert's rows straight to their places (one copy)
-        out = x.new_empty(p, units, length, d_out)
+        out = pieces[0].new_empty(p, units, length, d_out)  # the pieces' dtype: bf16 under CPU/GPU autocast
         start = 0
         for piece in pieces:
             stop = start + piece.shape[1]
