@@ -1,8 +1,9 @@
 """Train the compbench base model (text encoder + pixel-space SD3 transformer, flow matching) and score it.
 
-    python experiments/compbench_base.py                      # train (about 25 min on 2 CPU cores), then score
+    python experiments/compbench_base.py                      # train (3000 steps: ~33 min, loaded 2-core CPU), score
     python experiments/compbench_base.py --ship               # ... and copy the base into rss_world/checkpoints
     python experiments/compbench_base.py --checkpoint DIR     # score an existing base checkpoint only
+    python experiments/compbench_base.py --resume ...         # continue an interrupted run (same settings)
 
 The guidance scale is chosen on the *val* split (the candidates of ``--guidance``, by overall score), then the base
 is scored once on the *test* split with it. Writes ``<out>/summary.json``, ``<out>/report.md`` (the table, with its
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -24,19 +26,23 @@ import torch
 from rss_world.compbench import CATEGORIES, write_contact_sheet
 from rss_world.io import atomic_write_text
 from rss_world.t2i import BaseTrainConfig, T2IConfig, evaluate, load_base, shipped_base_path, train_base
+from rss_world.t2i.checkpoint import read_base_config
 
 LABELS = {"single_object": "single obj.", "two_object": "two obj.", "counting": "counting", "colors": "colours",
           "position": "position", "color_attr": "colour attr.", "overall": "overall"}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    d = BaseTrainConfig()
+    d, m = BaseTrainConfig(), T2IConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="outputs/compbench_base")
     p.add_argument("--checkpoint", default=None, help="score this base checkpoint instead of training one")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--ema", type=float, default=d.ema, help="decay of the weights' average (0: none)")
+    p.add_argument("--shift", type=float, default=m.shift, help="timestep shift of the flow scheduler")
+    p.add_argument("--prediction", choices=("velocity", "sample"), default=m.prediction)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sample-steps", type=int, default=20, help="Euler steps of the sampler")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0],
@@ -44,6 +50,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-n", type=int, default=32, help="val images per category (guidance choice)")
     p.add_argument("--test-n", type=int, default=100, help="test images per category")
     p.add_argument("--ship", action="store_true", help="copy the trained base to rss_world/checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     return p.parse_args(argv)
 
 
@@ -56,7 +63,8 @@ def report(args: argparse.Namespace, info: dict, val: list[dict], test: dict) ->
     head = "| run | " + " | ".join(LABELS[c] for c in (*CATEGORIES, "overall")) + " | ms / image |"
     sep = "|" + "---|" * (len(CATEGORIES) + 3)
     lines = [f"Command: `python experiments/{Path(__file__).name} {' '.join(sys.argv[1:])}`".rstrip(),
-             f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
+             f"torch {torch.__version__}; load average {info['load_start']} at the start, {load()} at the end",
              f"Base: {info['path']} ({info['params']:,} parameters; text encoder {info['text_params']:,}, frozen)",
              f"Training: {info.get('train', 'not trained in this run')}", "",
              f"Guidance chosen on val ({args.val_n} images per category, seed {args.seed + 1}):", "", head, sep,
@@ -71,22 +79,30 @@ def report(args: argparse.Namespace, info: dict, val: list[dict], test: dict) ->
     return "\n".join(lines) + "\n"
 
 
+def load() -> str:
+    """The 1-minute load average of the machine (other jobs share its cores)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # the machine has 2 shared cores; tiny models gain nothing from more
     args = parse(argv)
     out = Path(args.out)
-    info: dict = {}
+    info: dict = {"load_start": load()}
     if args.checkpoint:
         model = load_base(args.checkpoint)
         info["path"] = args.checkpoint
     else:
-        cfg = BaseTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-        res = train_base(T2IConfig(), cfg, out)
+        cfg = BaseTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, ema=args.ema)
+        model_cfg = T2IConfig(shift=args.shift, prediction=args.prediction)
+        res = train_base(model_cfg, cfg, out, resume=args.resume)
         model, info["path"] = res["model"], res["path"]
         losses = res["losses"]
         tail = sum(losses[-100:]) / len(losses[-100:])
-        info["train"] = (f"{cfg.steps} steps of {cfg.batch_size} fresh train-split renders, lr {cfg.lr}, "
-                         f"{res['seconds'] / 60:.1f} min; mean loss of the last 100 steps {tail:.4f}")
+        info["train"] = (f"{cfg.steps} steps of {cfg.batch_size} fresh train-split renders, lr {cfg.lr}, weights' "
+                         f"average {cfg.ema}, {model_cfg.prediction} prediction, shift {model_cfg.shift:g}; "
+                         f"{res['seconds'] / 60:.1f} min (load average {load()} at its end); mean loss of the last "
+                         f"100 steps {tail:.4f}")
     info["params"] = sum(p.numel() for p in model.parameters())
     info["text_params"] = sum(p.numel() for p in model.text.parameters())
     val = []
@@ -111,8 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.ship and not args.checkpoint:
         dest = shipped_base_path()
         dest.mkdir(parents=True, exist_ok=True)
-        for name in ("model.safetensors", "config.json"):
-            shutil.copyfile(Path(info["path"]) / name, dest / name)
+        shutil.copyfile(Path(info["path"]) / "model.safetensors", dest / "model.safetensors")
+        config = read_base_config(info["path"])
+        config["meta"]["sampling"] = {"steps": args.sample_steps, "guidance": best}  # chosen on val
+        config["meta"]["test"] = {k: test[k] for k in ("overall", *CATEGORIES)}
+        atomic_write_text(dest / "config.json", json.dumps(config, indent=1) + "\n")
         load_base(dest)  # the shipped copy checks out
         print(f"shipped the base to {dest}")
 
