@@ -99,7 +99,7 @@ class VariantTrainConfig:
     """Everything ``python -m rss_world.train --variant dit|sd3`` reads (``configs/train_variant.yaml``).
 
     Attributes:
-        balance_weight: weight of the routing balance loss (used only when E > 1).
+        balance_weight: weight of the routing balance loss (used only when E > 3, as in the paper).
         log_every: print the loss every this many steps.
         cpu: train on the CPU (false: the accelerator's device).
         mixed_precision: ``no``, ``fp16`` or ``bf16``.

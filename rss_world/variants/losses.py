@@ -18,6 +18,22 @@ from torch import Tensor, nn
 
 from rss_world.variants.config import VariantTrainConfig
 
+BALANCE_MIN_EXPERTS = 4  # the paper: "for more than three experts, we employ the expert balance loss"
+
+
+def balance_weight(weight: float, num_experts: int) -> float:
+    """The routing balance loss's weight for a layer of ``num_experts`` experts: ``weight`` when ``E > 3``, as in
+    the paper, else 0.
+
+    Raises:
+        ValueError: a negative weight or fewer than one expert.
+    """
+    if not weight >= 0:
+        raise ValueError(f"balance weight must be >= 0, got {weight}")
+    if num_experts < 1:
+        raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+    return float(weight) if num_experts >= BALANCE_MIN_EXPERTS else 0.0
+
 
 def dit_loss(
     model: nn.Module, scheduler: DDPMScheduler, x0: Tensor, class_labels: Tensor,

@@ -6,9 +6,9 @@ multi-process under ``accelerate launch`` (e.g. ``accelerate launch --multi_gpu 
 rss_world.train --variant dit``; gloo on CPU).
 
 The loss is the base model's scheduler objective (:mod:`rss_world.variants.losses`) plus ``balance_weight`` times
-the routing balance loss (only for ``E > 1``). Only the adapters and gates are optimised; the base stays frozen.
-At the end the adapters are saved with :func:`rss_world.variants.save_adapters` under ``output_dir/adapters``, the
-per-step log is ``output_dir/metrics.jsonl`` and a summary ``output_dir/train_summary.json``.
+the routing balance loss (only for ``E > 3``, the paper's rule). Only the adapters and gates are optimised; the
+base stays frozen. At the end the adapters are saved with :func:`rss_world.variants.save_adapters` under
+``output_dir/adapters``, the per-step log is ``output_dir/metrics.jsonl``, a summary ``output_dir/train_summary.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from rss_world.training.loop import LoopConfig, Task, make_accelerator, run
 
 from . import attach_rsr, get_handle, save_adapters
 from .config import VariantConfig, VariantTrainConfig
-from .losses import class_prompt_embeds, digits_images, variant_loss
+from .losses import balance_weight, class_prompt_embeds, digits_images, variant_loss
 
 MODEL_CLASSES = {"dit": DiTTransformer2DModel, "sd3": SD3Transformer2DModel}
 
@@ -131,7 +131,7 @@ def train_variant(cfg: Any, progress: bool = True) -> dict:
     opt = torch.optim.AdamW(handle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     torch.manual_seed(cfg.seed + accelerator.process_index)  # per-process noise, timesteps, Gumbel draws
-    balance_w = cfg.balance_weight if variant.rsr.num_experts > 1 else 0.0
+    balance_w = balance_weight(cfg.balance_weight, variant.rsr.num_experts)
     batches = _forever(loader)
 
     def losses(m: nn.Module, batch) -> dict[str, torch.Tensor]:
