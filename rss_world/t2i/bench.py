@@ -15,8 +15,8 @@ from rss_world.compbench import CATEGORIES, check, sample_prompts, summarize
 from rss_world.t2i.model import TextToImage
 
 
-def evaluate(model: TextToImage, n_per_category: int = 64, split: str = "test", seed: int = 0, steps: int = 20,
-             guidance: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(model: TextToImage, n_per_category: int = 64, *, split: str, seed: int = 0, steps: int = 20,
+             guidance: float = 1.0, batch_size: int | None = None) -> dict[str, Any]:
     """Generate and check ``n_per_category`` images per category.
 
     Returns:

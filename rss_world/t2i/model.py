@@ -19,6 +19,7 @@ from rss_world.t2i.text import TextEncoder, TextEncoderConfig, tokenize
 from rss_world.variants.config import BaseModelConfig
 from rss_world.variants.sd3_base import PREDICTIONS, build_transformer, flow_loss, flow_scheduler, pixel_config, sample
 
+SAMPLE_BATCH = 64  # images sampled at once by default (generate, and the benchmark through it)
 
 @dataclass
 class T2IConfig:
@@ -110,14 +111,16 @@ class TextToImage(nn.Module):
 
     @torch.no_grad()
     def generate(self, texts: Sequence[str], steps: int = 20, guidance: float = 1.0, seed: int = 0,
-                 batch_size: int = 64) -> np.ndarray:
+                 batch_size: int | None = None) -> np.ndarray:
         """Images for ``texts`` as ``(B, H, W, 3)`` uint8, in batches; the same seed gives the same images.
 
         Args:
             steps: Euler steps of the sampler.
             guidance: classifier-free guidance scale (1.0: none).
             seed: seeds the initial noise of the first batch (batch ``i`` uses ``seed + i``).
+            batch_size: images sampled at once (``None``: :data:`SAMPLE_BATCH`).
         """
+        batch_size = SAMPLE_BATCH if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         was_training = self.training

@@ -76,7 +76,7 @@ class BaseTrainConfig:
 class RenderedBatches:
     """Draws ``(images (B, 3, S, S) in [-1, 1], texts)`` of freshly rendered scenes from one prompt split."""
 
-    def __init__(self, split: str, size: int, rng: np.random.Generator, prompt_dropout: float = 0.0) -> None:
+    def __init__(self, split: str, size: int, rng: np.random.Generator, prompt_dropout: float) -> None:
         self.pools = [prompts_in(split, c) for c in CATEGORIES]
         self.size, self.rng, self.dropout = size, rng, prompt_dropout
 

@@ -30,9 +30,20 @@ PREDICTIONS = ("velocity", "sample")
 MIN_SIGMA = 0.05  # x-prediction: the velocity (x_t - x_0) / σ divides by at least this in the loss (JiT's clip)
 
 
-def pixel_config(sample_size: int = 32, patch_size: int = 4, num_layers: int = 4, heads: int = 4,
-                 head_dim: int = 32, text_dim: int = 64, pooled_dim: int = 64) -> BaseModelConfig:
-    """An SD3 :class:`BaseModelConfig` on ``sample_size`` RGB pixels (3 channels in and out)."""
+# The pixel-space SD3 transformer of the compbench base: the one source of its sizes (``pixel_config`` overrides).
+PIXEL_MODEL = {"sample_size": 32, "patch_size": 4, "num_layers": 4, "heads": 4, "head_dim": 32, "text_dim": 64,
+               "pooled_dim": 64}
+
+
+def pixel_config(**sizes: int) -> BaseModelConfig:
+    """An SD3 :class:`BaseModelConfig` on RGB pixels (3 channels in and out): :data:`PIXEL_MODEL` with ``sizes``
+    overriding any of its keys."""
+    unknown = set(sizes) - set(PIXEL_MODEL)
+    if unknown:
+        raise ValueError(f"unknown pixel-model sizes {sorted(unknown)}; known: {sorted(PIXEL_MODEL)}")
+    s = {**PIXEL_MODEL, **sizes}
+    sample_size, patch_size, num_layers, heads = s["sample_size"], s["patch_size"], s["num_layers"], s["heads"]
+    head_dim, text_dim, pooled_dim = s["head_dim"], s["text_dim"], s["pooled_dim"]
     if sample_size % patch_size:
         raise ValueError(f"sample_size {sample_size} is not a multiple of patch_size {patch_size}")
     return BaseModelConfig(
@@ -55,7 +66,7 @@ def build_transformer(cfg: BaseModelConfig) -> SD3Transformer2DModel:
     return SD3Transformer2DModel(**kwargs)
 
 
-def flow_scheduler(shift: float = 1.0) -> FlowMatchEulerDiscreteScheduler:
+def flow_scheduler(shift: float) -> FlowMatchEulerDiscreteScheduler:
     """The flow-matching scheduler (1000 training timesteps, ``shift`` as SD3's; 1.0 for small images)."""
     if not shift > 0:
         raise ValueError(f"scheduler shift must be positive, got {shift}")
@@ -77,8 +88,7 @@ def velocity(out: Tensor, xt: Tensor, sigma: Tensor, prediction: str, min_sigma:
 
 
 def flow_loss(model: SD3Transformer2DModel, scheduler: FlowMatchEulerDiscreteScheduler, x0: Tensor,
-              prompt_embeds: Tensor, pooled: Tensor, weighting: str = "logit_normal",
-              prediction: str = "velocity") -> Tensor:
+              prompt_embeds: Tensor, pooled: Tensor, weighting: str, prediction: str) -> Tensor:
     """Rectified-flow loss on clean images ``x0 (B, 3, H, W)`` in ``[-1, 1]``: the mean squared velocity error.
 
     With ``prediction="velocity"`` this is ``losses.sd3_loss``. With ``"sample"`` the output is read as ``x_0`` and
@@ -102,9 +112,9 @@ def flow_loss(model: SD3Transformer2DModel, scheduler: FlowMatchEulerDiscreteSch
 
 
 @torch.no_grad()
-def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, steps: int = 20,
-           shift: float = 1.0, guidance: float = 1.0, null_embeds: tuple[Tensor, Tensor] | None = None,
-           generator: torch.Generator | None = None, prediction: str = "velocity") -> Tensor:
+def sample(model: SD3Transformer2DModel, prompt_embeds: Tensor, pooled: Tensor, *, shift: float, prediction: str,
+           steps: int = 20, guidance: float = 1.0, null_embeds: tuple[Tensor, Tensor] | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
     """Euler-integrate the flow from noise to images ``(B, C, H, W)`` clamped to ``[-1, 1]``; ``model`` in eval.
 
     Args:

@@ -15,7 +15,7 @@ from rss_world.variants.sd3_base import sample
 def test_training_steps_lower_the_loss(tiny_cfg):
     torch.manual_seed(0)
     model = TextToImage(tiny_cfg)
-    x, texts = RenderedBatches("train", 32, np.random.default_rng(0)).draw(8)
+    x, texts = RenderedBatches("train", 32, np.random.default_rng(0), 0.0).draw(8)
     ids = model.tokens(texts)
     assert x.shape == (8, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -41,12 +41,12 @@ def test_sampler_shape_range_and_seed(tiny_cfg):
     assert np.array_equal(a, model.generate(texts, steps=3, guidance=2.0, seed=5, batch_size=2))
     assert not np.array_equal(a, model.generate(texts, steps=3, guidance=2.0, seed=6, batch_size=2))
     embeds, pooled = model.encode(texts)
-    x = sample(model.transformer, embeds, pooled, steps=2)
+    x = sample(model.transformer, embeds, pooled, shift=1.0, prediction="velocity", steps=2)
     assert x.shape == (3, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
     with pytest.raises(ValueError, match="null_embeds"):
-        sample(model.transformer, embeds, pooled, steps=2, guidance=3.0)
+        sample(model.transformer, embeds, pooled, shift=1.0, prediction="velocity", steps=2, guidance=3.0)
     with pytest.raises(ValueError, match="steps"):
-        sample(model.transformer, embeds, pooled, steps=0)
+        sample(model.transformer, embeds, pooled, shift=1.0, prediction="velocity", steps=0)
 
 
 def test_train_base_freezes_the_text_encoder_and_round_trips(tiny_cfg, tmp_path):

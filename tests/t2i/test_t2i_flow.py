@@ -41,7 +41,7 @@ def test_oracle_has_zero_loss(prediction):
     x0 = clean_images()
     text, pooled = torch.zeros(3, 2, 4), torch.zeros(3, 4)
     torch.manual_seed(1)
-    loss = flow_loss(Oracle(x0, prediction), flow_scheduler(), x0, text, pooled, prediction=prediction)
+    loss = flow_loss(Oracle(x0, prediction), flow_scheduler(1.0), x0, text, pooled, "logit_normal", prediction)
     assert loss.item() < 1e-8  # a wrong timestep scale, noising direction or target sign gives O(1)
 
 
@@ -51,8 +51,8 @@ def test_sampler_reaches_the_oracles_image(prediction, guidance):
     x0 = clean_images()
     text, pooled = torch.zeros(3, 2, 4), torch.zeros(3, 4)
     null = (torch.zeros(1, 2, 4), torch.zeros(1, 4))
-    x = sample(Oracle(x0, prediction), text, pooled, steps=5, guidance=guidance, null_embeds=null,
-               generator=torch.Generator().manual_seed(0), prediction=prediction)
+    x = sample(Oracle(x0, prediction), text, pooled, shift=1.0, prediction=prediction, steps=5, guidance=guidance,
+               null_embeds=null, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(x, x0, atol=1e-4)  # Euler on an exact straight-line velocity lands on x0
 
 
