@@ -15,8 +15,8 @@ The balance loss is used for E > 3 only, as in the paper (``rss_world.variants.l
 Evaluation: a small CNN classifier trained on the train split reads the samples. Conditional accuracy is how often
 it reads the requested class. The Fréchet distance is computed on its penultimate features (128 wide, minus the
 ones dead on the whole train split) against the held-out test split. The noise floor is the same statistic for
-class-balanced sets of real train images of the same size. Intervals are bootstrap 95% (samples and reference
-resampled; the reference resample is shared by all rows of a replicate, so the Δ column is paired).
+class-balanced sets of real train images of the same size. Intervals are two-level bootstrap 95% (seeds, then
+samples within each class; rows paired by seed; reference fixed), see ``rss_world.variants.study.bootstrap``.
 
 Run: ``python experiments/replicate_dit.py`` (writes ``experiments/results/dit_replication.md`` and PNGs).
 """
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel
+from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from rss_world import plots
@@ -73,8 +74,8 @@ class Settings:
     threads: int = 1  # 2 threads thrash on the shared 2-core CPU
 
 
-QUICK = Settings(pretrain_steps=20, finetune_steps=4, samples_per_class=3, sample_steps=2, seeds=(0,),
-                 clf_steps=20, n_boot=10, floor_draws=4)
+QUICK = Settings(pretrain_steps=20, finetune_steps=4, samples_per_class=3, sample_steps=2, seeds=(0,), clf_steps=20,
+                 n_boot=10, floor_draws=4)
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,8 @@ class DigitNet(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )
+        self.conv = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
         self.feat = nn.Linear(32 * 4 * 4, width)
         self.head = nn.Linear(width, NUM_CLASSES)
 
@@ -138,8 +137,7 @@ def train_classifier(x: Tensor, y: Tensor, steps: int, width: int) -> DigitNet:
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     for _ in range(steps):
         i = torch.randint(0, len(y), (64,))
-        xb = x[i] + 0.1 * torch.randn_like(x[i])  # light noise: robust to imperfect samples
-        loss = F.cross_entropy(net(xb), y[i])
+        loss = F.cross_entropy(net(x[i] + 0.1 * torch.randn_like(x[i])), y[i])  # noise: robust to imperfect samples
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -147,10 +145,8 @@ def train_classifier(x: Tensor, y: Tensor, steps: int, width: int) -> DigitNet:
 
 
 def tiny_dit(size: int) -> DiTTransformer2DModel:
-    return DiTTransformer2DModel(
-        num_attention_heads=4, attention_head_dim=16, in_channels=1, out_channels=1, num_layers=4,
-        sample_size=size, patch_size=2, num_embeds_ada_norm=NUM_CLASSES,
-    )
+    return DiTTransformer2DModel(num_attention_heads=4, attention_head_dim=16, in_channels=1, out_channels=1,
+                                 num_layers=4, sample_size=size, patch_size=2, num_embeds_ada_norm=NUM_CLASSES)
 
 
 def fit(model: nn.Module, params: list[nn.Parameter], sched: DDPMScheduler, x: Tensor, y: Tensor, steps: int,
@@ -211,6 +207,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny budget smoke run (not for the results file)")
     ap.add_argument("--out", default=str(RESULTS / "dit_replication.md"))
     ap.add_argument("--work", default="outputs/replicate_dit")
+    ap.add_argument("--reuse-base", action="store_true", help="load WORK/base from an earlier run of these settings")
     args = ap.parse_args()
     s = QUICK if args.quick else Settings()
     torch.set_num_threads(s.threads)
@@ -218,8 +215,6 @@ def main() -> None:
     out, work = Path(args.out), Path(args.work)
     out.parent.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-
-    from sklearn.model_selection import train_test_split
 
     x, y = digits_images(s.size)
     tr, te = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y.numpy(), random_state=0)
@@ -235,19 +230,26 @@ def main() -> None:
     print(f"classifier test accuracy {clf_acc:.3f}; {n_feat}/{s.clf_width} features alive", flush=True)
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    torch.manual_seed(0)
-    base = tiny_dit(s.size)
-    t0 = time.time()
-    fit(base, list(base.parameters()), sched, x_tr, y_tr, s.pretrain_steps, s.pretrain_lr, s.batch, seed=0)
-    base.save_pretrained(work / "base")
-    pretrain_s = time.time() - t0
-    print(f"pretrained base in {pretrain_s:.0f}s", flush=True)
+    recipe = {k: getattr(s, k) for k in ("size", "pretrain_steps", "batch", "pretrain_lr")}
+    stamp = work / "base" / "pretrain.json"
+    if args.reuse_base:
+        if not stamp.exists() or json.loads(stamp.read_text())["recipe"] != recipe:
+            raise ValueError(f"--reuse-base: {stamp} is missing or records another recipe than {recipe}")
+        base, pretrain_s = DiTTransformer2DModel.from_pretrained(work / "base"), None
+    else:
+        torch.manual_seed(0)
+        base, t0 = tiny_dit(s.size), time.time()
+        fit(base, list(base.parameters()), sched, x_tr, y_tr, s.pretrain_steps, s.pretrain_lr, s.batch, seed=0)
+        base.save_pretrained(work / "base")
+        pretrain_s = time.time() - t0
+        stamp.write_text(json.dumps({"recipe": recipe, "seconds": pretrain_s}))
+    print(f"base ready ({'reused' if pretrain_s is None else f'pre-trained in {pretrain_s:.0f}s'})", flush=True)
 
     variants, params = build_variants(s, base)
     labels = torch.arange(NUM_CLASSES).repeat_interleave(s.samples_per_class)
     rng = np.random.default_rng(1)
     floor_name = f"noise floor: real train images ({len(labels)} per set)"
-    sets = {floor_name: [(real_tr[i], real_ok[i]) for i in
+    sets = {floor_name: [(real_tr[i], real_ok[i], y_tr.numpy()[i]) for i in
                          (balanced_subset(y_tr.numpy(), s.samples_per_class, NUM_CLASSES, rng) for _ in s.seeds)]}
     one_set = [frechet(real_tr[balanced_subset(y_tr.numpy(), s.samples_per_class, NUM_CLASSES, rng)], ref)
                for _ in range(s.floor_draws)]
@@ -264,24 +266,27 @@ def main() -> None:
             if rec["loss"] is not None:
                 rows[v.name]["loss"].append(rec["loss"])
             with torch.no_grad():
-                sets[v.name].append((feats(imgs), (clf(imgs).argmax(1) == labels).numpy()))
+                sets[v.name].append((feats(imgs), (clf(imgs).argmax(1) == labels).numpy(), labels.numpy()))
             if v.kind == "rsr" and (v.experts, v.steps) == (5, 5) and seed == s.seeds[0]:
                 make_plots(model, sched, s, seed, out.parent)
             print(f"{v.name:34s} seed {seed}: acc {sets[v.name][-1][1].mean():.3f}  "
                   f"FD {frechet(sets[v.name][-1][0], ref):.2f}  ({time.time() - t_start:.0f}s)", flush=True)
     boot = bootstrap(sets, ref, s.n_boot)
+    ref_boot = bootstrap({floor_name: sets[floor_name]}, ref, s.n_boot, ref_labels=y_te.numpy())[floor_name]["fd"]
+    np.savez_compressed(work / "features.npz", ref=ref, **{f"{i}_{j}_{part}": arr for i, k in enumerate(sets)
+                        for j, trio in enumerate(sets[k]) for part, arr in zip("fcl", trio, strict=True)})
     rows = {floor_name: {"params": None, "match": None, "loss": [], "train_s": [], "sample_s": []}, **rows}
     for k, r in rows.items():
-        r["fd"] = float(np.mean([frechet(f, ref) for f, _ in sets[k]]))
-        r["acc"] = float(np.mean([c.mean() for _, c in sets[k]]))
-        r["fd_seeds"] = [frechet(f, ref) for f, _ in sets[k]]
+        r["fd_seeds"] = [frechet(f, ref) for f, _, _ in sets[k]]
+        r["fd"], r["acc"] = float(np.mean(r["fd_seeds"])), float(np.mean([c.mean() for _, c, _ in sets[k]]))
         r["fd_ci"], r["acc_ci"] = interval(r["fd"], boot[k]["fd"]), np.percentile(boot[k]["acc"], [2.5, 97.5]).tolist()
         if r["match"]:
             r["delta"] = r["fd"] - rows[r["match"]]["fd"]
             r["delta_ci"] = interval(r["delta"], boot[k]["fd"] - boot[r["match"]]["fd"])
     wall = time.time() - t_start
     info = {"settings": asdict(s), "clf_acc": clf_acc, "features": n_feat, "pretrain_s": pretrain_s, "wall_s": wall,
-            "load": [load0, os.getloadavg()], "one_set_floor": one_set, "quick": args.quick}
+            "load": [load0, os.getloadavg()], "one_set_floor": one_set, "quick": args.quick, "row_order": list(sets),
+            "floor_ci_ref_resampled": interval(rows[floor_name]["fd"], ref_boot)}
     (work / "rows.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
     write_report(out, rows, s, info)
     print(f"done in {wall / 60:.1f} min -> {out}")
@@ -303,7 +308,7 @@ def make_plots(model: nn.Module, sched: DDPMScheduler, s: Settings, seed: int, f
                                title=f"RSR E={e}: expert use per diffusion timestep (block {layer})")
     plots.plot_expert_usage(per_t.mean(0), folder / "dit_usage_per_latent_step.png",
                             title=f"RSR E={e}: expert use per latent step (block {layer})")
-    picks = [0, len(snaps) // 2, len(snaps) - 1]
+    picks = [0, len(snaps) // 2, len(snaps) - 1]  # high, middle and low noise
     states = [torch.cat([snaps[k].states[t] for k in picks]) for t in range(len(snaps[0].states))]
     tlab = np.repeat([int(ddim.timesteps[k]) for k in picks], len(labels))
     plots.plot_latent_pca(states, folder / "dit_latent_pca_by_timestep.png", labels=[f"t={v}" for v in tlab],
@@ -325,6 +330,9 @@ def write_report(path: Path, rows: dict, s: Settings, info: dict) -> None:
     n = s.samples_per_class * NUM_CLASSES
     one = np.asarray(info["one_set_floor"])
     load = ", ".join(f"{a[0]:.1f}" for a in info["load"])
+    pre = ("base reused from an earlier run of the same recipe (--reuse-base)" if info["pretrain_s"] is None
+           else f"base pre-training {info['pretrain_s'] / 60:.1f} min")
+    fl = info["floor_ci_ref_resampled"]
     lines = [
         "# DiT study on scikit-learn digits: base, continued pre-training, matched LoRA and RSR at equal steps",
         "",
@@ -332,7 +340,7 @@ def write_report(path: Path, rows: dict, s: Settings, info: dict) -> None:
                                                               else ""),
         f"Machine: {cpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}, torch threads "
         f"{s.threads}, shared with other jobs (1-min load average {load} at start, end). Wall time: "
-        f"{info['wall_s'] / 60:.1f} min (base pre-training {info['pretrain_s'] / 60:.1f} min).",
+        f"{info['wall_s'] / 60:.1f} min ({pre}).",
         "",
         "| variant | trainable params | cond. accuracy ↑ | Fréchet dist. ↓ | Δ FD vs matched LoRA | "
         "train loss (DDPM, last 50) | fine-tune + sample s |",
@@ -349,9 +357,12 @@ def write_report(path: Path, rows: dict, s: Settings, info: dict) -> None:
     lines += [
         "",
         f"Accuracy and Fréchet distance: mean over seeds {list(s.seeds)} of the per-seed value ({n} samples per "
-        f"seed), [bootstrap 95% interval: {s.n_boot} replicates resampling each seed's samples and the reference; "
-        "for the Fréchet distance, the percentile interval shifted by the bootstrap bias, since duplicates raise it]. "
-        "Δ: paired bootstrap (same reference resample) of the difference. Train loss: mean ± sample std over seeds "
+        f"seed), [95% interval of a two-level bootstrap, {s.n_boot} replicates: seeds drawn with replacement, the "
+        "same draw for every row, then each seed's samples resampled within each class; the test reference is "
+        "fixed, as it is shared by all rows. Fréchet distance: percentile interval shifted by the bootstrap bias, "
+        "since duplicated samples raise it]. Δ: the same replicates, paired, of the difference. With the reference "
+        f"resampled as well, the floor row's interval is [{fl[0]:.2f}, {fl[1]:.2f}]. Train loss: mean ± sample "
+        "std over seeds "
         "of the DDPM loss alone (no balance term). The base row varies only the sampling noise. The noise-floor row "
         f"scores {len(s.seeds)} class-balanced sets of {n} real train images exactly like a row's {len(s.seeds)} "
         f"seeds. One such set alone scores {one.mean():.2f} ± {one.std(ddof=1) if len(one) > 1 else 0:.2f} "

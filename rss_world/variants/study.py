@@ -48,33 +48,51 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * root)
 
 
-def bootstrap(sets: dict[str, list[tuple[np.ndarray, np.ndarray]]], ref: np.ndarray, n_boot: int,
-              seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Bootstrap replicates of each row's seed-mean Fréchet distance and accuracy.
+def stratified_resample(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a resample with replacement that keeps every class's count (resampled within each class)."""
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), int((labels == c).sum()))
+                           for c in np.unique(labels)])
 
-    Each replicate resamples (with replacement) every seed's samples and the reference; the reference resample is
-    shared by all rows of the replicate, so row differences are paired.
+
+def bootstrap(sets: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]], ref: np.ndarray, n_boot: int,
+              seed: int = 0, ref_labels: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Two-level bootstrap replicates of each row's seed-mean Fréchet distance and accuracy.
+
+    Each replicate draws the seeds with replacement (the same draw for every row: rows are paired by seed), then
+    resamples each drawn seed's samples with replacement *within each class*, so every resample keeps the class
+    balance of the set. (A plain resample lets the class mix drift; with classifier features that alone inflates
+    the spread of a Fréchet distance about threefold over the spread of fresh real sets.) The reference stays fixed
+    (all rows are measured against the same one) unless ``ref_labels`` is given: then it is resampled the same way,
+    once per replicate, shared by all rows.
 
     Args:
-        sets: row -> one ``(features (M, F), correct (M,))`` per seed.
+        sets: row -> one ``(features (M, F), correct (M,), labels (M,))`` per seed; every row has as many seeds.
         ref: reference features ``(K, F)``.
         n_boot: replicates (>= 2).
+        ref_labels: the reference's classes ``(K,)``, to resample the reference too.
 
     Returns:
         row -> ``{"fd": (n_boot,), "acc": (n_boot,)}``.
     """
     if n_boot < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot}")
-    if not sets or any(not per_seed for per_seed in sets.values()):
-        raise ValueError("every row needs at least one seed's (features, correct) pair")
+    seeds = {len(per_seed) for per_seed in sets.values()}
+    if not sets or len(seeds) != 1 or 0 in seeds:
+        raise ValueError(f"every row needs the same number (>= 1) of seeds, got {sorted(seeds)}")
+    n_seeds = seeds.pop()
     rng = np.random.default_rng(seed)
     out = {k: {"fd": np.empty(n_boot), "acc": np.empty(n_boot)} for k in sets}
     for b in range(n_boot):
-        r = ref[rng.integers(0, len(ref), len(ref))]
+        r = ref if ref_labels is None else ref[stratified_resample(ref_labels, rng)]
+        draw = rng.integers(0, n_seeds, n_seeds)
         for k, per_seed in sets.items():
-            picks = [rng.integers(0, len(f), len(f)) for f, _ in per_seed]
-            out[k]["fd"][b] = np.mean([frechet(f[i], r) for (f, _), i in zip(per_seed, picks, strict=True)])
-            out[k]["acc"][b] = np.mean([c[i].mean() for (_, c), i in zip(per_seed, picks, strict=True)])
+            fds, accs = [], []
+            for j in draw:
+                f, correct, labels = per_seed[j]
+                i = stratified_resample(labels, rng)
+                fds.append(frechet(f[i], r))
+                accs.append(correct[i].mean())
+            out[k]["fd"][b], out[k]["acc"][b] = np.mean(fds), np.mean(accs)
     return out
 
 

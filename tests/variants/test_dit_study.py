@@ -11,7 +11,15 @@ from diffusers import DiTTransformer2DModel
 
 from rss_world.nn import RSRConfig
 from rss_world.variants.losses import BALANCE_MIN_EXPERTS, balance_weight
-from rss_world.variants.study import adapter_params, balanced_subset, bootstrap, frechet, interval, matched_rank
+from rss_world.variants.study import (
+    adapter_params,
+    balanced_subset,
+    bootstrap,
+    frechet,
+    interval,
+    matched_rank,
+    stratified_resample,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,21 +71,31 @@ def test_frechet_distance_known_values():
 def test_bootstrap_is_paired_and_interval_is_centred():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(200, 4))
-    gen = [(rng.normal(size=(150, 4)) + 0.3, rng.random(150) < 0.8) for _ in range(2)]
+    labels = np.repeat(np.arange(3), 50)
+    gen = [(rng.normal(size=(150, 4)) + 0.3, rng.random(150) < 0.8, labels) for _ in range(2)]
     boot = bootstrap({"a": gen, "b": gen}, ref, n_boot=20)
     assert boot["a"]["fd"].shape == (20,) and boot["a"]["acc"].shape == (20,)
     assert np.all(boot["a"]["acc"] >= 0) and np.all(boot["a"]["acc"] <= 1)
-    # the same sets with the same reference resample differ only through their own resampling
+    # the same sets differ only through their own resampling within each class
     assert not np.array_equal(boot["a"]["fd"], boot["b"]["fd"])
-    point = float(np.mean([frechet(f, ref) for f, _ in gen]))
+    point = float(np.mean([frechet(f, ref) for f, _, _ in gen]))
     lo, hi = interval(point, boot["a"]["fd"])
     assert lo < point < hi
+    with_ref = bootstrap({"a": gen}, ref, n_boot=20, ref_labels=np.repeat(np.arange(4), 50))["a"]["fd"]
+    assert not np.array_equal(with_ref, boot["a"]["fd"])
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap({"a": gen}, ref, n_boot=1)
-    with pytest.raises(ValueError, match="at least one seed"):
-        bootstrap({"a": []}, ref, n_boot=5)
+    with pytest.raises(ValueError, match="same number"):
+        bootstrap({"a": gen, "b": gen[:1]}, ref, n_boot=5)
     with pytest.raises(ValueError, match="level"):
         interval(point, boot["a"]["fd"], level=1.5)
+
+
+def test_stratified_resample_keeps_class_counts():
+    labels = np.repeat([0, 1, 2], [3, 5, 9])
+    for seed in range(5):
+        idx = stratified_resample(labels, np.random.default_rng(seed))
+        assert np.bincount(labels[idx]).tolist() == [3, 5, 9]
 
 
 def test_balanced_subset_takes_equal_counts():
@@ -111,4 +129,8 @@ def test_quick_study_writes_every_row(tmp_path):
                 "RSR E=5 T=1 (no recursion) | 24,133", "RSR E=2 T=2 | 14,722", "RSR E=5 T=5 | 24,133"):
         assert row in text, row
     assert (tmp_path / "dit_usage_per_latent_step.png").exists()  # plots go next to the report
-    assert (tmp_path / "work" / "rows.json").exists()
+    assert (tmp_path / "work" / "rows.json").exists() and (tmp_path / "work" / "features.npz").exists()
+    again = subprocess.run([sys.executable, str(ROOT / "experiments" / "replicate_dit.py"), "--quick", "--reuse-base",
+                            "--out", str(out), "--work", str(tmp_path / "other")], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode != 0 and "--reuse-base" in again.stderr  # no base recorded there: a clear error
