@@ -336,8 +336,8 @@ def write_report(path: Path, rows: dict, s: Settings, info: dict) -> None:
     lines = [
         "# DiT study on scikit-learn digits: base, continued pre-training, matched LoRA and RSR at equal steps",
         "",
-        "Command: `python experiments/replicate_dit.py`" + ("  (--quick smoke run, NOT a result)" if info["quick"]
-                                                              else ""),
+        f"Command: `python experiments/replicate_dit.py{' --reuse-base' * (info['pretrain_s'] is None)}`"
+        + ("  (--quick smoke run, NOT a result)" if info["quick"] else ""),
         f"Machine: {cpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}, torch threads "
         f"{s.threads}, shared with other jobs (1-min load average {load} at start, end). Wall time: "
         f"{info['wall_s'] / 60:.1f} min ({pre}).",
