@@ -38,16 +38,62 @@ def weights_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def write_weights(file: str | Path, module: torch.nn.Module, metadata: dict[str, str] | None = None) -> str:
+    """Write ``module``'s state dict to the safetensors ``file`` atomically; return the file's sha256.
+
+    Raises:
+        ValueError: a weight is not finite (nothing is written).
+    """
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    bad = _non_finite(state)
+    if bad:
+        raise ValueError(f"refusing to save non-finite weights in {bad[:5]}")
+    atomic_write(Path(file), lambda tmp: save_file(state, tmp, metadata=metadata))
+    return weights_digest(file)
+
+
+def read_weights(file: str | Path, sha256: str, module: torch.nn.Module,
+                 map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict in the safetensors ``file``, checked before anything is loaded: its sha256 is the recorded
+    one, it reads, its tensors fit ``module`` (names and shapes) and are finite. Both checkpoint kinds use it.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: which check failed.
+    """
+    f = Path(file)
+    if not f.exists():
+        raise FileNotFoundError(f"checkpoint {f.parent} has no {f.name}")
+    if weights_digest(f) != sha256:
+        raise ValueError(f"checkpoint weights {f} do not match the sha256 in {CONFIG}: the file is corrupt or "
+                         "was replaced")
+    try:
+        state = load_file(f, device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"checkpoint weights {f} are corrupt or unreadable: {err}") from err
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad_shape = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or bad_shape:
+        raise ValueError(
+            f"checkpoint {f.parent} does not match its config (the weights file does not fit it): missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {sorted(bad_shape)[:5]}"
+        )
+    bad = _non_finite(state)
+    if bad:
+        raise ValueError(f"checkpoint {f.parent} holds non-finite weights in {bad[:5]}")
+    return state
+
+
 def save_model(path: str | Path, model: WorldModel, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (weights, then a config that names its architecture and the weights' sha256) to ``path``."""
     path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ValueError(f"refusing to save non-finite weights in {bad[:5]}")
-    atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp))
     cfg = {"format": FORMAT, "kind": "world_model", "arch": model.arch, "model": model.cfg.to_dict(),
-           "sha256": weights_digest(path / WEIGHTS), "meta": meta or {}}
+           "sha256": write_weights(path / WEIGHTS, model), "meta": meta or {}}
     atomic_write_text(path / CONFIG, json.dumps(cfg, indent=1))
     return path
 
@@ -101,28 +147,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Wo
     cfg = read_config(path)
     cls = ARCHS[cfg["arch"]]
     model = cls(cls.config_class.from_dict(cfg["model"]))
-    f = path / WEIGHTS
-    if not f.exists():
-        raise FileNotFoundError(f"checkpoint {path} has no {WEIGHTS}")
-    if weights_digest(f) != cfg["sha256"]:
-        raise ValueError(f"checkpoint weights {f} do not match the sha256 in {CONFIG}: the file is corrupt or "
-                         "was replaced")
-    try:
-        state = load_file(f, device=str(map_location))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"checkpoint weights {f} are corrupt or unreadable: {err}") from err
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    bad_shape = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or bad_shape:
-        raise ValueError(
-            f"checkpoint {path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shapes {sorted(bad_shape)[:5]}"
-        )
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ValueError(f"checkpoint {path} holds non-finite weights in {bad[:5]}")
-    model.load_state_dict(state)
+    model.load_state_dict(read_weights(path / WEIGHTS, cfg["sha256"], model, map_location))
     return model.eval()
 
 
