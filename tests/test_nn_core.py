@@ -262,3 +262,43 @@ def test_core_imports_torch_only():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def make_reading(state_update: str, e: int = 2, t: int = 3, seed: int = 0):
+    torch.manual_seed(seed)
+    base = TinyAttention()
+    cfg = RSRConfig(num_experts=e, steps=t, rank=4, cond_dim=8, state_update=state_update)
+    return base, RecursiveSparseAttention(cfg, base.to_q, base.to_k, base.to_v, base.to_out, heads=H)
+
+
+def test_attention_reading_keeps_the_invariants_and_differs_once_trained():
+    """state_update="attention" (the states carry the whole joint-attention result, text values included): B = 0
+    still gives the base output bit for bit, with non-trivial states x + base_out; E = T = 1 is the same layer
+    in both readings; with B != 0 and T > 1 the two readings differ, and each state is what `step` computes."""
+    x, cond = torch.randn(2, 10, D), torch.randn(2, 8)
+    ctx = tuple(torch.randn(2, H, 4, D // H) for _ in range(3))
+    base, rsr = make_reading("attention")
+    rsr.eval()
+    res = rsr(x, cond, context_qkv=ctx)
+    cache = rsr.prepare(x, ctx)
+    torch.testing.assert_close(res.out, cache.base_out, atol=1e-6, rtol=0)
+    for s in res.states:
+        torch.testing.assert_close(s, x + cache.base_out, atol=1e-6, rtol=0)  # the states carry a0's values
+    outs = {}
+    for reading in ("delta", "attention"):
+        _, layer = make_reading(reading)
+        _, single = make_reading(reading, e=1, t=1)
+        with torch.no_grad():
+            for lora in (layer.lora_q, layer.lora_k, layer.lora_v, single.lora_q, single.lora_k, single.lora_v):
+                lora.B.normal_(0, 0.3)
+        layer.eval()
+        got = layer(x, cond, context_qkv=ctx)
+        state, c = x, layer.prepare(x, ctx)
+        for t in range(3):  # the recorded states are the steps' own results
+            state, _, _ = layer.step(state, c, cond)
+            torch.testing.assert_close(got.states[t], state, atol=1e-5, rtol=0)
+        outs[reading] = (got.out, single(x, cond, context_qkv=ctx).out)
+    assert (outs["delta"][0] - outs["attention"][0]).abs().max() > 1e-3
+    torch.testing.assert_close(outs["delta"][1], outs["attention"][1])
+    with pytest.raises(ValueError, match="state_update"):
+        RSRConfig(state_update="text").validate()

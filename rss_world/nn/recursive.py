@@ -11,6 +11,7 @@ Our reading of the paper's Eqs. 8-10 (see ``docs/method.md``):
 * Intermediate steps integrate only the adapter's contribution ``u_t = W_o (a_t - a0)`` (no bias):
   ``s_t = s_{t-1} + u_t``. The frozen base output enters once, at the end:
   ``out = W_o a0 + b + Σ_t u_t = base_out + (s_T - x)``.
+  (``RSRConfig.state_update="attention"`` is the other reading: ``s_t = x + W_o a_t + b``, ``out = W_o a_T + b``.)
 
 Hence: with ``B = 0`` every ``u_t`` is exactly zero and the output is the base output bit for bit; with
 ``E = 1, T = 1`` the output is ``W_o Attn((W + ΔW) x) + b``, i.e. plain LoRA on q, k and v.
@@ -28,6 +29,8 @@ from torch import Tensor, nn
 from .lora import StackedLoRA, grouped_update
 from .routing import GatingNetwork, RoutingRecord, Selection, SingleExpert
 
+STATE_UPDATES = ("delta", "attention")
+
 
 @dataclass
 class RSRConfig:
@@ -42,6 +45,10 @@ class RSRConfig:
         per_token: route each token separately (paper, image generation) or one expert per sample.
         temperature: Gumbel-softmax temperature (paper: 5.0).
         gate_hidden: hidden width of the gate MLP (``None``: ``min(D, 256)``).
+        state_update: what an intermediate step passes on (the paper's lost Eq. 10 allows both readings):
+            ``"delta"``, only the adapters' change ``s_t = s_{t-1} + W_o (a_t - a_0)``, so the base attention, and
+            with it the text values the vision rows attend to, cancels out of the states; or ``"attention"``, the
+            step's whole joint-attention result ``s_t = x + W_o a_t + b``, so the states carry those values.
     """
 
     num_experts: int = 2
@@ -52,6 +59,7 @@ class RSRConfig:
     per_token: bool = True
     temperature: float = 5.0
     gate_hidden: int | None = None
+    state_update: str = "delta"
 
     def validate(self) -> None:
         if self.num_experts < 1:
@@ -64,6 +72,8 @@ class RSRConfig:
             raise ValueError(f"Gumbel-softmax temperature must be > 0, got {self.temperature}")
         if self.cond_dim < 0:
             raise ValueError(f"cond_dim must be >= 0, got {self.cond_dim}")
+        if self.state_update not in STATE_UPDATES:
+            raise ValueError(f"state_update must be one of {STATE_UPDATES}, got {self.state_update!r}")
 
 
 @dataclass
@@ -313,6 +323,8 @@ class RecursiveSparseAttention(nn.Module):
         """
         sel, coef = self._route(state, cond, forced, selection)
         a, ctx_a = self._refined(state, cache, sel, coef, attn_bias, experts)
+        if self.cfg.state_update == "attention":
+            return cache.x + self.base["to_out"](a), ctx_a, sel  # the step's whole attention result
         u = F.linear(a - cache.a0, self.base["to_out"].weight)  # (B, N, D) adapter contribution, no bias
         return state + u, ctx_a, sel
 
@@ -342,7 +354,8 @@ class RecursiveSparseAttention(nn.Module):
             raise ValueError(f"steps must be >= 1, got {t_steps}")
         if forced is not None and forced.shape[0] != t_steps:
             raise ValueError(f"forced indices cover {forced.shape[0]} steps, expected {t_steps}")
-        cache = self._project(x, context_qkv, base_attention=t_steps > 1)
+        delta = self.cfg.state_update == "delta"
+        cache = self._project(x, context_qkv, base_attention=delta and t_steps > 1)
         experts = self.experts()  # once per forward, shared by the T steps
         state, route, states = x, RoutingRecord(), []
         for t in range(t_steps - 1):
@@ -353,7 +366,7 @@ class RecursiveSparseAttention(nn.Module):
         route.append(sel)
         a, ctx_a = self._refined(state, cache, sel, coef, None, experts)  # (B, N, H*d)
         out = self.base["to_out"](a)  # (B, N, D) the frozen bias and W_o enter once, at the end
-        if t_steps > 1:
+        if delta and t_steps > 1:
             out = out + (state - x)  # the earlier steps' updates (at T = 1 state is x: nothing to add)
         w_o, version, prev, grad = self.base["to_out"].weight, self.base["to_out"].weight._version, state, \
             torch.is_grad_enabled()
@@ -363,6 +376,8 @@ class RecursiveSparseAttention(nn.Module):
                 raise RuntimeError("RSROutput.states: the output projection changed since the forward; read states "
                                    "before updating the weights")
             with torch.set_grad_enabled(grad):
+                if not delta:
+                    return x + F.linear(a, w_o, self.base["to_out"].bias)  # (B, N, D)
                 a0 = cache.a0 if cache.a0 is not None else self._attend(cache.q0, cache.k0, cache.v0, cache.ctx)[0]
                 return prev + F.linear(a - a0, w_o)  # (B, N, D)
 
