@@ -38,6 +38,9 @@ class Plan:
     Attributes:
         actions: planned actions (0=LEFT, 1=DOWN, 2=RIGHT, 3=UP).
         frames: ``(T + 1, H, W, 3)`` uint8 imagined frames; ``frames[0]`` is the reconstruction of the input.
+            The planners' plans decode them on first read (one batched decode of the stored latents, cached), so
+            a controller that only takes the actions never runs the decoder; the decode uses the model's weights at
+            that read. An array given (``Plan(frames=...)``, ``plan.frames = ...``) is kept as it is.
         halted_early: the planner stopped before its horizon (goal, hole, convergence, or search success).
         steps_saved: horizon minus planned steps.
         expansions: latent nodes expanded (the gate planner counts its steps).
@@ -58,6 +61,37 @@ class Plan:
     status: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     latents: list[Tensor] = field(default_factory=list)
     route: RoutingRecord | None = None
+
+
+class _LazyFrames:
+    """``frames[start:]`` of one batched decode of a plan's latents (``no_grad``, eval mode), run on the first read of
+    the plan's frames or of a lazy view of their tail (:meth:`tail`), which share it."""
+
+    def __init__(self, model: WorldModel, latents: list[Tensor], start: int = 0, shared: dict | None = None) -> None:
+        self.start, self.shared = start, {"model": model, "latents": list(latents)} if shared is None else shared
+
+    def tail(self, start: int) -> _LazyFrames:
+        return _LazyFrames(self.shared["model"], [], self.start + start, self.shared)
+
+    def get(self) -> np.ndarray:
+        s = self.shared
+        if "array" not in s:
+            m, training = s["model"], s["model"].training
+            with torch.no_grad():
+                s["array"] = m.to_uint8(m.eval().decode(torch.stack(s["latents"]))).cpu().numpy()  # (T+1, H, W, 3)
+            m.train(training)
+            del s["latents"]
+        return s["array"][self.start:] if self.start else s["array"]
+
+
+def _get_frames(plan: Plan) -> np.ndarray:
+    if isinstance(f := plan.__dict__["frames"], _LazyFrames):
+        f = plan.__dict__["frames"] = f.get()  # cached: later reads return the same array
+    return f
+
+
+# A property over the dataclass field: the generated __init__ (and ``plan.frames = ...``) store through the setter.
+Plan.frames = property(_get_frames, lambda plan, f: plan.__dict__.__setitem__("frames", f), doc="See :class:`Plan`.")
 
 
 @dataclass
@@ -138,11 +172,6 @@ def same_frame(real: np.ndarray, imagined: np.ndarray, cell_px: int) -> bool:
     return bool(cell_errors(torch.as_tensor(real), torch.as_tensor(imagined), cell_px).max() <= CELL_TOLERANCE)
 
 
-def _frames_u8(model: WorldModel, latents: list[Tensor]) -> np.ndarray:
-    z = torch.stack(latents)  # (T+1, N, D)
-    return model.to_uint8(model.decode(z)).cpu().numpy()
-
-
 class GatePlanner:
     """The paper's planner: the gate picks the expert (= action) at every latent step.
 
@@ -187,7 +216,7 @@ class GatePlanner:
                 if reason != "horizon":
                     break
         st_all = torch.stack(status).float().cpu().numpy()
-        return Plan(actions=actions, frames=_frames_u8(m, latents), halted_early=len(actions) < horizon,
+        return Plan(actions=actions, frames=_LazyFrames(m, latents), halted_early=len(actions) < horizon,
                     steps_saved=horizon - len(actions), expansions=len(actions),
                     reached_goal=bool(st_all[-1, 0] > c.goal_threshold), reason=reason, status=st_all,
                     latents=latents, route=route)
@@ -201,7 +230,7 @@ class GatePlanner:
         z = m.encode(x)
         z_next, _, sel = m.step(z)
         status = torch.cat([m.status(z), m.status(z_next)]).float().cpu().numpy()
-        return Plan(actions=[int(sel.action[0])], frames=_frames_u8(m, [z[0], z_next[0]]), halted_early=False,
+        return Plan(actions=[int(sel.action[0])], frames=_LazyFrames(m, [z[0], z_next[0]]), halted_early=False,
                     steps_saved=0, expansions=1, reached_goal=bool(status[-1, 0] > self.cfg.goal_threshold),
                     reason="decision", status=status, latents=[z[0], z_next[0]])
 
@@ -245,9 +274,10 @@ class SearchPlanner:
         else:
             plan = self.plan(frame)
         if plan.reason == "goal" and len(plan.actions) > 1:
-            self._ahead = Plan(actions=plan.actions[1:], frames=plan.frames[1:], halted_early=plan.halted_early,
-                               steps_saved=plan.steps_saved, expansions=0, reached_goal=True, reason="goal",
-                               status=plan.status[1:], latents=plan.latents[1:])
+            f = plan.__dict__["frames"]  # the tail without decoding: a lazy view shares the plan's one decode
+            self._ahead = Plan(actions=plan.actions[1:], frames=f.tail(1) if isinstance(f, _LazyFrames) else f[1:],
+                               halted_early=plan.halted_early, steps_saved=plan.steps_saved, expansions=0,
+                               reached_goal=True, reason="goal", status=plan.status[1:], latents=plan.latents[1:])
         return plan
 
     def _keys(self, z: Tensor) -> Tensor:
@@ -336,7 +366,7 @@ class SearchPlanner:
         latents = [nodes[k].z for k in idx]
         status = torch.stack([nodes[k].status for k in idx]).float().cpu().numpy()
         actions = [nodes[k].action for k in idx[1:]]
-        return Plan(actions=actions, frames=_frames_u8(self.model, latents), halted_early=len(actions) < max_depth,
+        return Plan(actions=actions, frames=_LazyFrames(self.model, latents), halted_early=len(actions) < max_depth,
                     steps_saved=max_depth - len(actions), expansions=expansions,
                     reached_goal=reason == "goal", reason=reason, status=status, latents=latents)
 
@@ -349,7 +379,7 @@ class SearchPlanner:
             plan.actions = [int(self.model.policy(z)[0].argmax())]
             z1, _, _ = self.model.step(z, torch.tensor(plan.actions, device=z.device))
             plan.latents.append(z1[0])
-            plan.frames = _frames_u8(self.model, plan.latents)
+            plan.frames = _LazyFrames(self.model, plan.latents)
             plan.status = np.concatenate([plan.status, self.model.status(z1).float().cpu().numpy()])
             plan.steps_saved = max_depth - 1
         return plan

@@ -137,3 +137,50 @@ def test_real_tiny_model_plans_have_consistent_shapes(new_tiny):
         make_planner("bfs", model)
     with pytest.raises(ValueError, match="dedupe"):
         SearchPlanner(model, SearchPlannerConfig(dedupe="x"))
+
+
+def _count_decodes(model):
+    calls = []
+    decode = model.decode
+    model.decode = lambda z: calls.append(z.shape[0]) or decode(z)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["gate", "search"])
+def test_plan_frames_are_decoded_only_when_read(new_tiny, name):
+    """Planning leaves the frames undecoded; the first read decodes the plan's latents once, as the eager code did
+    (one batched decode under no_grad in eval mode), and later reads return that same array."""
+    model = new_tiny()
+    frame = render_grid(("SFH", "FFF", "HFG"), (0, 0))
+    planner = make_planner(name, model, goal_threshold=1.1, hole_threshold=1.1,
+                           **({"dedupe": "latent"} if name == "search" else {}))  # search decodes for "frame" keys
+    calls = _count_decodes(model)
+    for plan in (planner.plan(frame), planner.decide(frame)):
+        assert calls == []
+        model.train()  # a read may come later, with grad on and the model back in training
+        eager = model.to_uint8(model.decode(torch.stack(plan.latents)).detach()).numpy()
+        calls.clear()
+        frames = plan.frames
+        assert calls == [len(plan.latents)] and model.training
+        assert frames.dtype == np.uint8 and np.array_equal(frames, eager)
+        assert plan.frames is frames and calls == [len(plan.latents)]
+        calls.clear()
+    plan.frames = np.zeros((1, 48, 48, 3), np.uint8)  # an array set by hand is kept as it is
+    assert plan.frames.shape == (1, 48, 48, 3) and calls == []
+
+
+def test_search_reuses_the_plan_ahead_with_one_decode():
+    """Closed-loop search: the plan ahead is checked against the real frame by decoding the goal plan once (shared
+    with the plan's own frames); its frames are that decode's tail."""
+    desc = _maps(1)[1]  # 5x5
+    model = GridModel(desc, gate="oracle")
+    planner, cell = SearchPlanner(model), find_cell(desc, "S")
+    calls = _count_decodes(model)
+    first = planner.decide(render_grid(desc, cell))
+    assert first.reason == "goal" and len(first.actions) > 1
+    searched = len(calls)
+    cell = move(desc, cell, first.actions[0])[0]
+    second = planner.decide(render_grid(desc, cell))
+    assert second.expansions == 0 and second.actions == first.actions[1:]
+    assert len(calls) == searched + 1  # the one decode of the first plan's latents
+    assert np.array_equal(second.frames, first.frames[1:]) and len(calls) == searched + 1
