@@ -20,6 +20,14 @@ Usage::
     python experiments/planning_scale.py --maps 20 --search       # fewer maps, latent search too
     python experiments/planning_scale.py --large-maps 30          # 30 maps per suite at sizes 24 and 32
     python experiments/planning_scale.py --quick                  # smoke run: a tiny untrained model, 2 maps
+    python experiments/planning_scale.py --time-gate 8 --maps 4   # time closed-loop gate decisions at 32x32 only
+
+``--time-gate K`` times, instead of the study, the closed-loop gate planner's decision on ``--maps`` maps of the
+``test_large`` suite (``--sizes``, default 32), ``K`` decisions per map along the planner's own closed-loop path.
+At every real frame it calls ``decide`` twice, in alternating order: as the planner runs it (``Plan.frames`` left
+undecoded), and followed by reading ``plan.frames`` (the decode of its two imagined frames, which every decision
+paid before the frames were lazy). It writes ``experiments/results/gate_decision_time.md`` (or ``--out``) with the
+load average.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ import torch
 
 from rss_world.benchmark import load_checkpoint
 from rss_world.checkpoint import save_model
+from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import load_default_suite
 from rss_world.io import atomic_write_text
 from rss_world.planners import make_planner
 from rss_world.protocols import run_map_baseline, run_planner, select_maps, summarize
 
 OUT = Path(__file__).resolve().parent / "results" / "planning_scale.md"
+TIME_OUT = OUT.with_name("gate_decision_time.md")
 SUITES = (("test", (3, 4, 5, 6, 7, 8)), ("test_large", (10, 12, 16, 24, 32)), ("test_longpath", (16, 32)))
 BASELINES = ("random", "greedy_manhattan", "oracle")
 LARGE = 24  # sizes from here on take --large-maps maps (each closed-loop episode there costs seconds)
@@ -89,6 +99,75 @@ def run(args: argparse.Namespace) -> str:
     return report(args, rows, halts)
 
 
+class _TwoWays:
+    """A closed-loop gate planner that times every decision twice: as it runs (frames left undecoded) and with its
+    imagined frames read (decoded) inside the timing, in alternating order. It plays the first plan's action."""
+
+    def __init__(self, planner) -> None:
+        self.planner, self.model = planner, planner.model
+        self.ms: dict[str, list[float]] = {"lazy": [], "read": []}
+
+    def _once(self, obs: np.ndarray, read: bool):
+        t0 = time.perf_counter()
+        plan = self.planner.decide(obs)
+        if read:
+            plan.frames  # noqa: B018 - the read is what is timed
+        self.ms["read" if read else "lazy"].append(1000 * (time.perf_counter() - t0))
+        return plan
+
+    def plan(self, obs: np.ndarray):  # the protocol looks it up; closed loop calls decide
+        return self.planner.plan(obs)
+
+    def decide(self, obs: np.ndarray):
+        first = len(self.ms["lazy"]) % 2 == 1  # alternate which variant runs first
+        a, b = self._once(obs, first), self._once(obs, not first)
+        if a.actions != b.actions:
+            raise RuntimeError("the two timed decisions disagree")
+        return a
+
+
+def time_gate(args: argparse.Namespace) -> str:
+    model = load_checkpoint(args.checkpoint)
+    sizes = args.sizes or [32]
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    rows = []
+    for size in sizes:
+        maps = select_maps(load_default_suite("test_large", [size]), [size], args.maps, args.seed)
+        timed = _TwoWays(make_planner("gate", model))
+        timed.decide(render_start(maps[0], model.cfg.cell_px))  # warm-up, not counted
+        timed.ms = {"lazy": [], "read": []}
+        run_planner(timed, maps, "closed", model.cfg.cell_px, args.seed, max_steps=args.time_gate)
+        rows.append((size, len(maps), timed.ms))
+    load1 = os.getloadavg()
+    lines = ["# Closed-loop gate decision time", "",
+             f"Command: `python experiments/{Path(__file__).name} {shlex.join(sys.argv[1:])}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread; checkpoint "
+             f"`{args.checkpoint or 'the shipped model'}`; seed {args.seed}; suite `test_large`.  ",
+             f"Load average (1, 5, 15 min) at the start: {', '.join(f'{x:.2f}' for x in load0)}; at the end: "
+             f"{', '.join(f'{x:.2f}' for x in load1)}; {time.perf_counter() - t0:.0f} s in all.  ",
+             f"Up to {args.time_gate} decisions per map along the planner's own closed-loop path (fewer where the "
+             "episode ended sooner), each timed twice on the same frame in alternating order: `decide` as it runs "
+             "(imagined frames left undecoded until read) and `decide` followed by reading `plan.frames` (the batched "
+             "decode of its two imagined frames, which every decision paid when they were decoded eagerly). The "
+             "closed-loop protocol still reads those frames for the episode's trace, outside the timed call.", "",
+             "| size | maps | decisions | lazy ms (mean) | lazy ms (median) | with frames read ms (mean) | "
+             "with frames read ms (median) | read / lazy (median) |", "|---|---|---|---|---|---|---|---|"]
+    for size, n, ms in rows:
+        lazy, read = np.array(ms["lazy"]), np.array(ms["read"])
+        lines.append(f"| {size} | {n} | {len(lazy)} | {lazy.mean():.1f} | {np.median(lazy):.1f} | {read.mean():.1f} | "
+                     f"{np.median(read):.1f} | {np.median(read) / np.median(lazy):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_start(spec, cell_px: int) -> np.ndarray:
+    """The real start frame of a map (the env's own render)."""
+    env = VisualFrozenLakeEnv(suite=[spec], cell_px=cell_px, renderer="atlas")
+    obs, _ = env.reset(seed=0, options={"desc": spec.desc})
+    env.close()
+    return obs
+
+
 def report(args: argparse.Namespace, rows, halts) -> str:
     lines = ["# Planning at every size (3-32)", "",
              f"Command: `python experiments/{Path(__file__).name} {shlex.join(sys.argv[1:])}`  ",
@@ -120,7 +199,9 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help="only these sizes")
     ap.add_argument("--search", action="store_true", help="also run latent search in closed loop")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=None, help=f"report file (default {OUT.name}; with --time-gate {TIME_OUT.name})")
+    ap.add_argument("--time-gate", type=int, default=None, metavar="K",
+                    help="only time closed-loop gate decisions, K per map (see the module docstring)")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny untrained model, 2 maps, sizes 3 and 10")
     args = ap.parse_args()
@@ -130,9 +211,9 @@ def main() -> None:
 
         tmp = tempfile.mkdtemp()
         args.checkpoint = str(save_model(Path(tmp) / "tiny", WorldModel(WorldModelConfig(dim=32, heads=2))))
-        args.maps, args.sizes, args.out = 2, [3, 10], str(Path(tmp) / "scale.md")
-    text = run(args)
-    atomic_write_text(args.out, text)
+        args.maps, args.sizes, args.out = 2, [10] if args.time_gate else [3, 10], str(Path(tmp) / "scale.md")
+    text = time_gate(args) if args.time_gate else run(args)
+    atomic_write_text(args.out or (TIME_OUT if args.time_gate else OUT), text)
     print(text)
 
 
