@@ -81,7 +81,7 @@ class FinetuneConfig:
         balance_weight: weight of the routing balance loss, applied only for ``E > 3`` (as the paper).
     """
 
-    steps: int = 120
+    steps: int = 100
     batch_size: int = 32
     data_size: int = 1000
     data_seed: int = 12345

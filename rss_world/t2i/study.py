@@ -66,8 +66,8 @@ class StudySettings:
     lrs_full: tuple[float, ...] = (1e-4, 4e-4)
     search_seed: int = 100
     seeds: tuple[int, ...] = (0, 1, 2)
-    n_val: int = 16
-    n_test: int = 40
+    n_val: int = 12
+    n_test: int = 32
     sample_steps: int | None = None
     guidance: float | None = None
     latency_images: int = 32
@@ -87,9 +87,10 @@ class StudySettings:
         self.finetune.validate()
 
 
-def rsr_name(e: int, t: int, layers: str = "", reading: str = "") -> str:
+def rsr_name(e: int, t: int, suffix: str = "") -> str:
+    """A grid row's label: ``RSR E=e T=t``, the ablation it is (one expert or one step), then ``suffix``."""
     note = " (no modulation)" if e == 1 else " (no recursion)" if t == 1 else ""
-    return f"RSR E={e} T={t}{note}{layers}{reading}"
+    return f"RSR E={e} T={t}{note}{suffix}"
 
 
 def build_rows(s: StudySettings, model: TextToImage) -> tuple[list[Variant], dict[str, int]]:
@@ -114,7 +115,7 @@ def build_rows(s: StudySettings, model: TextToImage) -> tuple[list[Variant], dic
         rows.append(Variant(rsr_name(e, t), "rsr", e, t, s.rank, mid, match=by_experts.get(e)))
     if s.second_reading is not None:
         e, t = s.second_reading
-        rows.append(Variant(rsr_name(e, t, reading=", states carry attention"), "rsr", e, t, s.rank, mid,
+        rows.append(Variant(rsr_name(e, t, ", states carry attention"), "rsr", e, t, s.rank, mid,
                             state_update="attention", match=rsr_name(e, t)))
     if s.several_rsr is not None:
         lora_sev = Variant(f"LoRA r={s.rank}{where}", "rsr", rank=s.rank, layers=sev)
