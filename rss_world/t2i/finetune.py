@@ -122,16 +122,17 @@ def trainable(model: TextToImage, variant: Variant) -> list[nn.Parameter]:
     return sd3.attach_rsr(tr, list(variant.layers), variant.rsr_config()).parameters()
 
 
-def count_trainable(model: TextToImage, variant: Variant) -> int:
-    """Trainable parameters ``variant`` adds or trains on a transformer like ``model``'s (``model`` is untouched)."""
+def count_trainable(transformer: nn.Module, variant: Variant) -> int:
+    """Trainable parameters ``variant`` adds or trains on a diffusers SD3 transformer like ``transformer`` (ours, or
+    SD3-medium loaded from a local path); ``transformer`` is untouched."""
     variant.validate()
     if variant.kind == "base":
         return 0
     if variant.kind == "full":
-        return sum(p.numel() for p in model.transformer.parameters())
+        return sum(p.numel() for p in transformer.parameters())
     from rss_world.variants.study import adapter_params
 
-    return adapter_params(model.transformer, list(variant.layers), variant.rsr_config())
+    return adapter_params(transformer, list(variant.layers), variant.rsr_config())
 
 
 def finetune(model: TextToImage, variant: Variant, cfg: FinetuneConfig, lr: float, seed: int, out: str | Path,

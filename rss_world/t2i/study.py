@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from rss_world.compbench import CATEGORIES, check, sample_prompts
 from rss_world.t2i.checkpoint import load_base
@@ -93,8 +94,9 @@ def rsr_name(e: int, t: int, suffix: str = "") -> str:
     return f"RSR E={e} T={t}{note}{suffix}"
 
 
-def build_rows(s: StudySettings, model: TextToImage) -> tuple[list[Variant], dict[str, int]]:
-    """The study's rows and their trainable-parameter counts.
+def build_rows(s: StudySettings, transformer: nn.Module) -> tuple[list[Variant], dict[str, int]]:
+    """The study's rows and their trainable-parameter counts on ``transformer`` (any diffusers
+    ``SD3Transformer2DModel``: the base's, or a real SD3 loaded from a local path).
 
     LoRA is the RSR core at ``E = T = 1`` (no gate: plain LoRA); a parameter-matched LoRA gets the rank whose
     count is nearest RSR's with that many experts (gate included).
@@ -104,10 +106,10 @@ def build_rows(s: StudySettings, model: TextToImage) -> tuple[list[Variant], dic
     where = f" on blocks {','.join(map(str, sev))}"
     lora = Variant(f"LoRA r={s.rank} (rank-matched)", "rsr", rank=s.rank, layers=mid)
     rows = [Variant(BASE, "base"), Variant(FULL, "full"), lora]
-    per_rank = count_trainable(model, replace(lora, rank=1))
+    per_rank = count_trainable(transformer, replace(lora, rank=1))
     by_experts = {1: lora.name}
     for e in s.matched_experts:
-        target = count_trainable(model, Variant("", "rsr", e, 1, s.rank, mid))
+        target = count_trainable(transformer, Variant("", "rsr", e, 1, s.rank, mid))
         r = matched_rank(target, per_rank)
         rows.append(Variant(f"LoRA r={r} (params of RSR E={e})", "rsr", rank=r, layers=mid, match=lora.name))
         by_experts[e] = rows[-1].name
@@ -124,7 +126,7 @@ def build_rows(s: StudySettings, model: TextToImage) -> tuple[list[Variant], dic
     names = [v.name for v in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"two rows share a name: {names}")
-    return rows, {v.name: count_trainable(model, v) for v in rows}
+    return rows, {v.name: count_trainable(transformer, v) for v in rows}
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ def run_study(s: StudySettings, base: str | Path, work: str | Path, workers: int
     base, work = str(base), Path(work)
     model = load_base(base)
     steps, guidance = sampler(s, model, read_base_config(base)["meta"])
-    rows, params = build_rows(s, model)
+    rows, params = build_rows(s, model.transformer)
     log(f"{len(rows)} rows; sampler {steps} steps, guidance {guidance:g}; measuring latency")
     latency = measure_latency(base, rows, s.latency_images, steps, guidance)
     matched = None

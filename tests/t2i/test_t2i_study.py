@@ -29,7 +29,7 @@ def three_block_base() -> TextToImage:
 def test_rows_and_matched_parameter_arithmetic():
     model = three_block_base()
     s = StudySettings(rank=4, middle=(1,), several=(0, 1))
-    rows, params = build_rows(s, model)
+    rows, params = build_rows(s, model.transformer)
     names = [v.name for v in rows]
     assert names[:3] == [BASE, FULL, "LoRA r=4 (rank-matched)"]
     width = 16  # 2 heads x 8
@@ -50,7 +50,7 @@ def test_rows_and_matched_parameter_arithmetic():
     assert params[reading.name] == params["RSR E=5 T=5"] and reading.match == "RSR E=5 T=5"
     assert all(v.match in names for v in rows if v.match)
     with pytest.raises(ValueError, match="search seed"):
-        build_rows(StudySettings(seeds=(0, 100)), model)
+        build_rows(StudySettings(seeds=(0, 100)), model.transformer)
 
 
 def test_finetune_trains_only_the_variant_and_stops_on_nan(tmp_path):
@@ -61,7 +61,7 @@ def test_finetune_trains_only_the_variant_and_stops_on_nan(tmp_path):
     assert data[0].shape == (8, 32, 32, 3) and len(data[1]) == 8
     assert finetune_set(cfg, 32)[1] == data[1]  # the fixed set is the same every time
     res = finetune(model, Variant("rsr", "rsr", 2, 2, 4, (1,)), cfg, lr=1e-2, seed=0, out=tmp_path / "a", data=data)
-    assert len(res["losses"]) == 3 and res["params"] == count_trainable(three_block_base(), Variant(
+    assert len(res["losses"]) == 3 and res["params"] == count_trainable(three_block_base().transformer, Variant(
         "rsr", "rsr", 2, 2, 4, (1,)))
     handle = get_handle(model.transformer)
     changed = {k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])}
