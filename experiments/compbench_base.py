@@ -2,7 +2,7 @@
 
     python experiments/compbench_base.py                      # train (3000 steps: ~33 min, loaded 2-core CPU), score
     python experiments/compbench_base.py --ship               # ... and copy the base into rss_world/checkpoints
-    python experiments/compbench_base.py --checkpoint DIR     # score an existing base checkpoint only
+    python experiments/compbench_base.py --checkpoint DIR     # score an existing base checkpoint only (--ship too)
     python experiments/compbench_base.py --resume ...         # continue an interrupted run (same settings)
 
 The guidance scale is chosen on the *val* split (the candidates of ``--guidance``, by overall score), then the base
@@ -124,16 +124,22 @@ def main(argv: list[str] | None = None) -> None:
     firsts = [i for c in CATEGORIES for i in [j for j, p in enumerate(test["prompts"]) if p.category == c][:8]]
     write_contact_sheet(out / "test_sheet.png", [test["prompts"][i] for i in firsts],
                         [test["images_array"][i] for i in firsts], [test["results"][i] for i in firsts])
-    if args.ship and not args.checkpoint:
-        dest = shipped_base_path()
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(info["path"]) / "model.safetensors", dest / "model.safetensors")
-        config = read_base_config(info["path"])
-        config["meta"]["sampling"] = {"steps": args.sample_steps, "guidance": best}  # chosen on val
-        config["meta"]["test"] = {k: test[k] for k in ("overall", *CATEGORIES)}
-        atomic_write_text(dest / "config.json", json.dumps(config, indent=1) + "\n")
-        load_base(dest)  # the shipped copy checks out
-        print(f"shipped the base to {dest}")
+    if args.ship:
+        ship(info["path"], args.sample_steps, best, test)
+
+
+def ship(path: str, sample_steps: int, guidance: float, test: dict) -> None:
+    """Copy the base in ``path`` to ``rss_world/checkpoints``, recording the sampler chosen on val and its test
+    scores; the copy is loaded back as a check."""
+    dest = shipped_base_path()
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(path) / "model.safetensors", dest / "model.safetensors")
+    config = read_base_config(path)
+    config["meta"]["sampling"] = {"steps": sample_steps, "guidance": guidance}  # chosen on val
+    config["meta"]["test"] = {k: test[k] for k in ("overall", *CATEGORIES)}
+    atomic_write_text(dest / "config.json", json.dumps(config, indent=1) + "\n")
+    load_base(dest)  # the shipped copy checks out
+    print(f"shipped the base to {dest}")
 
 
 if __name__ == "__main__":
