@@ -105,8 +105,10 @@ def report(res: dict, s: StudySettings, args: argparse.Namespace, load0: str) ->
         "before the fine-tunes started (untrained adapters: the cost does not depend on their values).", "",
         "## Differences, paired (same seeds, prompts and noise)", "", *delta, "",
         "## Learning-rate search (val overall, seed "
-        f"{s.search_seed}, {s.n_val} images per category)", "", "| row | candidates |", "|---|---|", *ref, "",
-        "Mean fine-tuning time per seed (s, with its scoring in the same worker): "
+        f"{s.search_seed}, {s.n_val} images per category)", "",
+        "| row | " + " | ".join(f"candidate {i + 1}" for i in range(max(len(s.lrs), len(s.lrs_full)))) + " |",
+        "|---|" + "---|" * max(len(s.lrs), len(s.lrs_full)), *ref, "",
+        "Mean fine-tuning time per seed (s, scoring not included): "
         + ", ".join(f"{k} {v:.0f}" for k, v in train.items() if k != BASE), "",
     ]
     return "\n".join(text)
