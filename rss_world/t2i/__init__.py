@@ -6,6 +6,8 @@ from scratch with flow matching (the base that RSR and LoRA fine-tunes start fro
 * :mod:`~rss_world.t2i.train`: base training in the package's training loop; the encoder is frozen at the end.
 * :mod:`~rss_world.t2i.checkpoint`: self-checking checkpoints; :func:`shipped_base` is the one in the package.
 * :mod:`~rss_world.t2i.bench`: per-category scores with intervals and sampling time.
+* :mod:`~rss_world.t2i.finetune`: fine-tuning a base as one study row (continued training, LoRA or RSR adapters).
+* :mod:`~rss_world.t2i.study`: the compositional SD3 study (rows, learning-rate search, seeds, paired bootstrap).
 
 diffusers stays in :mod:`rss_world.variants` (:mod:`rss_world.variants.sd3_base`).
 """
