@@ -377,7 +377,7 @@ class RecursiveSparseAttention(nn.Module):
                                    "before updating the weights")
             with torch.set_grad_enabled(grad):
                 if not delta:
-                    return x + F.linear(a, w_o, self.base["to_out"].bias)  # (B, N, D)
+                    return x + out  # (B, N, D) out is this step's W_o a_T + b
                 a0 = cache.a0 if cache.a0 is not None else self._attend(cache.q0, cache.k0, cache.v0, cache.ctx)[0]
                 return prev + F.linear(a - a0, w_o)  # (B, N, D)
 
