@@ -28,6 +28,7 @@ from rss_world.t2i.model import TextToImage
 from rss_world.training.loop import LoopConfig, Task, make_accelerator, run, warmup_cosine
 from rss_world.variants import get_handle, sd3
 from rss_world.variants.losses import balance_weight
+from rss_world.variants.study import adapter_params
 
 KINDS = ("base", "full", "rsr")
 
@@ -130,8 +131,6 @@ def count_trainable(transformer: nn.Module, variant: Variant) -> int:
         return 0
     if variant.kind == "full":
         return sum(p.numel() for p in transformer.parameters())
-    from rss_world.variants.study import adapter_params
-
     return adapter_params(transformer, list(variant.layers), variant.rsr_config())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rss_world.compbench import CATEGORIES, check, sample_prompts
+from rss_world.compbench import CATEGORIES, sample_prompts
+from rss_world.t2i.bench import evaluate
 from rss_world.t2i.checkpoint import load_base
 from rss_world.t2i.finetune import FinetuneConfig, Variant, count_trainable, finetune, trainable
 from rss_world.t2i.model import TextToImage
@@ -158,42 +159,32 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.variant.kind != "base":
         res = finetune(model, job.variant, job.finetune, job.lr, job.seed, job.out)
     train_s = time.time() - t0
-    prompts = sample_prompts(job.n, seed=job.eval_seed, split=job.split)
-    evals = {}
+    evals, category = {}, None
     for steps in job.sample_steps:
-        t1 = time.perf_counter()
-        images = model.generate([p.text for p in prompts], steps=steps, guidance=job.guidance, seed=job.eval_seed)
-        seconds = time.perf_counter() - t1
-        verdicts = [check(p, im) for p, im in zip(prompts, images, strict=True)]
-        evals[steps] = {"correct": np.array([v.correct for v in verdicts]), "seconds": seconds,
-                        "confidence": float(np.mean([v.confidence for v in verdicts]))}
+        scored = evaluate(model, job.n, split=job.split, seed=job.eval_seed, steps=steps, guidance=job.guidance)
+        evals[steps] = {"correct": np.array([r.correct for r in scored["results"]])}
+        category = np.array([p.category for p in scored["prompts"]])  # the same prompts at every step count
     losses = res["losses"]
-    return {"name": job.variant.name, "lr": job.lr, "seed": job.seed, "split": job.split,
-            "category": np.array([p.category for p in prompts]), "evals": evals, "train_s": train_s,
-            "loss": float(np.mean(losses[-20:])) if losses else None}
+    return {"name": job.variant.name, "lr": job.lr, "seed": job.seed, "split": job.split, "category": category,
+            "evals": evals, "train_s": train_s, "loss": float(np.mean(losses[-20:])) if losses else None}
 
 
 def run_jobs(jobs: list[Job], workers: int, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run ``jobs`` in ``workers`` spawned processes (or here, in order, for 1); results in job order."""
-    def note(i: int, r: dict) -> None:
-        acc = {k: float(v["correct"].mean()) for k, v in r["evals"].items()}
-        log(f"[{i + 1}/{len(jobs)}] {r['name']} lr {r['lr']} seed {r['seed']} {r['split']}: mean correct "
-            + ", ".join(f"{a:.3f} at {k} steps" for k, a in acc.items()) + f" (train {r['train_s']:.0f} s)")
+    def collect(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for i, r in enumerate(results):
+            acc = {k: float(v["correct"].mean()) for k, v in r["evals"].items()}
+            log(f"[{i + 1}/{len(jobs)}] {r['name']} lr {r['lr']} seed {r['seed']} {r['split']}: mean correct "
+                + ", ".join(f"{a:.3f} at {k} steps" for k, a in acc.items()) + f" (train {r['train_s']:.0f} s)")
+            out.append(r)
+        return out
 
     if workers <= 1:
-        out = []
-        for i, job in enumerate(jobs):
-            out.append(run_job(job))
-            note(i, out[-1])
-        return out
+        return collect(map(run_job, jobs))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        out = []
-        for i, f in enumerate(futures):
-            out.append(f.result())
-            note(i, out[-1])
-        return out
+        return collect(pool.map(run_job, jobs))  # results in job order, each as soon as it and those before are done
 
 
 def rates(correct: np.ndarray, category: np.ndarray) -> dict[str, float]:
@@ -290,14 +281,12 @@ def run_study(s: StudySettings, base: str | Path, work: str | Path, workers: int
     latency = measure_latency(base, rows, s.latency_images, steps, guidance)
     matched = None
     if s.latency_of is not None:
-        source = next((v for v in rows if v.match and v.experts == 1 and v.kind == "rsr"
-                       and f"E={s.latency_of[0]})" in v.name), None)
         target = rsr_name(*s.latency_of)
-        if source is None or target not in latency:
+        source = next((v.match for v in rows if v.name == target), None)  # its parameter-matched LoRA
+        if source is None:
             raise ValueError(f"latency_of {s.latency_of}: needs the grid row {target} and a LoRA matched to it")
-        more = max(steps, round(steps * latency[target] / latency[source.name]))
-        matched = {"name": f"{source.name}, {more} sampler steps (latency of {target})", "source": source.name,
-                   "steps": more}
+        more = max(steps, round(steps * latency[target] / latency[source]))
+        matched = {"name": f"{source}, {more} sampler steps (latency of {target})", "source": source, "steps": more}
     trained = [v for v in rows if v.kind != "base"]
     search = [Job(v, lr, s.search_seed, "val", s.n_val, 1000 + s.search_seed, (steps,), guidance, base, s.finetune,
                   str(work / "search" / f"{i}_{lr:g}"))

@@ -9,25 +9,21 @@ import pytest
 import torch
 
 from rss_world.compbench import CATEGORIES
-from rss_world.t2i import T2IConfig, TextEncoderConfig, TextToImage, save_base
+from rss_world.t2i import TextToImage, save_base
 from rss_world.t2i.finetune import FinetuneConfig, Variant, count_trainable, finetune, finetune_set
 from rss_world.t2i.study import BASE, FULL, StudySettings, bootstrap_rates, build_rows, rates, run_study
 from rss_world.variants import get_handle
-from rss_world.variants.sd3_base import pixel_config
 
 
-def three_block_base() -> TextToImage:
-    cfg = T2IConfig(text=TextEncoderConfig(width=16, layers=1, heads=2, out_dim=16, pooled_dim=16),
-                    transformer=pixel_config(patch_size=8, num_layers=3, heads=2, head_dim=8, text_dim=16,
-                                             pooled_dim=16))
+def three_block_base(cfg) -> TextToImage:
     torch.manual_seed(0)
     model = TextToImage(cfg)
     model.freeze_text()
     return model.eval()
 
 
-def test_rows_and_matched_parameter_arithmetic():
-    model = three_block_base()
+def test_rows_and_matched_parameter_arithmetic(three_block_cfg):
+    model = three_block_base(three_block_cfg)
     s = StudySettings(rank=4, middle=(1,), several=(0, 1))
     rows, params = build_rows(s, model.transformer)
     names = [v.name for v in rows]
@@ -53,21 +49,22 @@ def test_rows_and_matched_parameter_arithmetic():
         build_rows(StudySettings(seeds=(0, 100)), model.transformer)
 
 
-def test_finetune_trains_only_the_variant_and_stops_on_nan(tmp_path):
-    model = three_block_base()
+def test_finetune_trains_only_the_variant_and_stops_on_nan(tmp_path, three_block_cfg):
+    model = three_block_base(three_block_cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = FinetuneConfig(steps=3, batch_size=4, data_size=8)
     data = finetune_set(cfg, 32)
     assert data[0].shape == (8, 32, 32, 3) and len(data[1]) == 8
     assert finetune_set(cfg, 32)[1] == data[1]  # the fixed set is the same every time
-    res = finetune(model, Variant("rsr", "rsr", 2, 2, 4, (1,)), cfg, lr=1e-2, seed=0, out=tmp_path / "a", data=data)
-    assert len(res["losses"]) == 3 and res["params"] == count_trainable(three_block_base().transformer, Variant(
-        "rsr", "rsr", 2, 2, 4, (1,)))
+    variant = Variant("rsr", "rsr", 2, 2, 4, (1,))
+    res = finetune(model, variant, cfg, lr=1e-2, seed=0, out=tmp_path / "a", data=data)
+    assert len(res["losses"]) == 3
+    assert res["params"] == count_trainable(three_block_base(three_block_cfg).transformer, variant)
     handle = get_handle(model.transformer)
     changed = {k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])}
     assert not changed  # the base weights are untouched; only the adapters (new keys) trained
     assert any(p.abs().sum() > 0 for p in handle.parameters())
-    bad = three_block_base()
+    bad = three_block_base(three_block_cfg)
     with torch.no_grad():
         bad.transformer.proj_out.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="step 1"):
@@ -91,8 +88,8 @@ def test_paired_bootstrap():
         bootstrap_rates({"a": a[:, :5]}, category, n_boot=2)
 
 
-def test_tiny_study_runs_end_to_end(tmp_path):
-    base = three_block_base()
+def test_tiny_study_runs_end_to_end(tmp_path, three_block_cfg):
+    base = three_block_base(three_block_cfg)
     save_base(tmp_path / "base", base, {"sampling": {"steps": 2, "guidance": 2.0}})
     s = StudySettings(rank=2, middle=(1,), several=(0, 1), grid=((2, 2), (5, 5)), matched_experts=(5,),
                       lrs=(1e-3,), lrs_full=(1e-4,), seeds=(0, 1), n_val=1, n_test=2, latency_images=2, n_boot=20,
@@ -110,9 +107,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_study_command_quick_two_processes(tmp_path):
+def test_study_command_quick_two_processes(tmp_path, three_block_cfg):
     """The one command, on a tiny base, with two spawned worker processes; bad input exits 2 and writes nothing."""
-    save_base(tmp_path / "base", three_block_base(), {"sampling": {"steps": 2, "guidance": 2.0}})
+    save_base(tmp_path / "base", three_block_base(three_block_cfg), {"sampling": {"steps": 2, "guidance": 2.0}})
     out = tmp_path / "table.md"
     cmd = [sys.executable, str(ROOT / "experiments" / "sd3_study.py"), "--quick", "--base", str(tmp_path / "base"),
            "--work", str(tmp_path / "work"), "--out", str(out)]
