@@ -39,13 +39,14 @@ METRICS = ("success_rate", "exact_match", "progress_rate", "invalid_action_rate"
 REAL_REF = "real (gymnasium render)"
 
 
-def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0
+def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, reencode_every: int = 0
                ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Steps/s of the real env and of the batched imagined env, and their ratios, in ``rounds`` rounds.
 
     Each round measures every row once, and every row right after its own measurement of the real env with
     gymnasium rendering: a ratio is one such side-by-side pair, so a slow spell of a shared CPU hits both of its
-    terms alike. Returns ``(steps/s per row, ratios to the paired real figure per row)``.
+    terms alike. With ``reencode_every > 0`` the fp32 rows are measured a second time with the env re-encoding its
+    decoded frame every that many steps. Returns ``(steps/s per row, ratios to the paired real figure per row)``.
     """
     cores = os.cpu_count() or 1
     envs: dict = {}  # one env per (batch, precision, pre-encoding), built in the first round
@@ -57,6 +58,10 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0
     for b in (64, 256):
         rows[f"imagined, batch {b}, fp32, encoder on every reset"] = \
             lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, preencode=False, cache=envs)
+    if reencode_every:
+        for b in (64, 256):
+            rows[f"imagined, batch {b}, fp32, re-encode every {reencode_every}"] = \
+                lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, cache=envs, reencode_every=reencode_every)
     if cores > 1:  # the batched env can use every core; the real env is one sequential Python loop
         for prec in ("fp32", "bf16"):
             for b in (64, 256):
@@ -158,7 +163,7 @@ def main(argv=None) -> int:
     test = eval_maps(SIZES, args.episodes, args.seed)
 
     # 1. throughput, one run, interleaved rounds
-    thr, thr_ratio = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed)
+    thr, thr_ratio = throughput(model, train_maps, args.rounds, t_real, t_wm, args.seed, args.reencode_every)
     print(json.dumps({k: [round(x, 1) for x in v] for k, v in thr_ratio.items()}, indent=1), flush=True)
 
     # 2. agents: same budget in imagination and for real, for every training seed, judged in the real env
@@ -201,7 +206,8 @@ def main(argv=None) -> int:
     cmd = "python experiments/agent_in_the_loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wm_name = "tiny untrained (--quick)" if args.quick else args.checkpoint
     regrounding = (f"the imagined env re-encodes its decoded frame every {args.reencode_every} steps (agent "
-                   "training, judging in the world model, compounding error, video; not the throughput rows); "
+                   "training, judging in the world model, compounding error, video, and the throughput rows that "
+                   "say so); "
                    if args.reencode_every else "")
     L = ["# Agent in the loop", "", f"Command: `{cmd.strip()}`  ", f"World model: `{wm_name}`; {regrounding}"
          f"CPU: {platform.processor() or platform.machine()}, torch threads 1; seed {args.seed}.", "",
