@@ -38,7 +38,8 @@ class Plan:
     Attributes:
         actions: planned actions (0=LEFT, 1=DOWN, 2=RIGHT, 3=UP).
         frames: ``(T + 1, H, W, 3)`` uint8 imagined frames; ``frames[0]`` is the reconstruction of the input.
-            The planners' plans decode them on first read (one batched decode of the stored latents, cached), so
+            A re-encoding plan holds the frames it decoded (and re-encoded) along the way; other plans decode them
+            on first read (one batched decode of the stored latents, cached), so
             a controller that only takes the actions never runs the decoder; the decode uses the model's weights at
             that read. An array given (``Plan(frames=...)``, ``plan.frames = ...``) is kept as it is.
         halted_early: the planner stopped before its horizon (goal, hole, convergence, or search success).
@@ -104,8 +105,10 @@ class GatePlannerConfig:
         goal_threshold: P(agent on goal) above which the goal counts as reached.
         hole_threshold: P(agent in hole) above which the plan stops (it failed).
         converge_tol: relative latent change ``|z' - z| / |z|`` below which the rollout has converged.
-        reencode: after every latent step, decode the imagined frame and encode it again (a planning choice that
-            keeps long open-loop plans on the frames the model was trained on; off: pure latent recursion).
+        reencode: after every latent step, decode the imagined frame and encode it again (on by default: it keeps
+            long open-loop plans on the frames the model was trained on, and lifts open-loop success on the val
+            split from about 55% to 98% at sizes 3-8; off: pure latent recursion, the ablation row). Closed-loop
+            decisions imagine one step, so it changes nothing there.
     """
 
     horizon: int | None = None
@@ -113,7 +116,7 @@ class GatePlannerConfig:
     goal_threshold: float = 0.5
     hole_threshold: float = 0.5
     converge_tol: float = 1e-3
-    reencode: bool = False
+    reencode: bool = True
 
 
 @dataclass
@@ -195,6 +198,7 @@ class GatePlanner:
         z = m.encode(x)  # (1, N, D)
         latents, actions, route, reason = [z[0]], [], RoutingRecord(), "horizon"
         status = [m.status(z)[0]]
+        shown = [m.to_uint8(m.decode(z))[0]] if c.reencode else None  # re-encoding decodes every step anyway
         for _ in range(horizon):
             z_next, _, sel = m.step(z)
             actions.append(int(sel.action[0]))
@@ -202,7 +206,8 @@ class GatePlanner:
             st = m.status(z_next)[0]  # (2,)
             change = float((z_next - z).norm() / z.norm().clamp_min(1e-8))
             if c.reencode:
-                z_next = m.encode(m.to_uint8(m.decode(z_next)))
+                shown.append(m.to_uint8(m.decode(z_next))[0])
+                z_next = m.encode(shown[-1][None])
             z = z_next
             latents.append(z[0])
             status.append(st)
@@ -216,7 +221,8 @@ class GatePlanner:
                 if reason != "horizon":
                     break
         st_all = torch.stack(status).float().cpu().numpy()
-        return Plan(actions=actions, frames=_LazyFrames(m, latents), halted_early=len(actions) < horizon,
+        frames = _LazyFrames(m, latents) if shown is None else torch.stack(shown).cpu().numpy()
+        return Plan(actions=actions, frames=frames, halted_early=len(actions) < horizon,
                     steps_saved=horizon - len(actions), expansions=len(actions),
                     reached_goal=bool(st_all[-1, 0] > c.goal_threshold), reason=reason, status=st_all,
                     latents=latents, route=route)

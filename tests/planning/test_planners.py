@@ -152,8 +152,8 @@ def test_plan_frames_are_decoded_only_when_read(new_tiny, name):
     (one batched decode under no_grad in eval mode), and later reads return that same array."""
     model = new_tiny()
     frame = render_grid(("SFH", "FFF", "HFG"), (0, 0))
-    planner = make_planner(name, model, goal_threshold=1.1, hole_threshold=1.1,
-                           **({"dedupe": "latent"} if name == "search" else {}))  # search decodes for "frame" keys
+    planner = make_planner(name, model, goal_threshold=1.1, hole_threshold=1.1,  # re-encoding decodes as it plans;
+                           **({"dedupe": "latent"} if name == "search" else {"reencode": False}))  # "frame" keys too
     calls = _count_decodes(model)
     for plan in (planner.plan(frame), planner.decide(frame)):
         assert calls == []
@@ -167,6 +167,21 @@ def test_plan_frames_are_decoded_only_when_read(new_tiny, name):
         calls.clear()
     plan.frames = np.zeros((1, 48, 48, 3), np.uint8)  # an array set by hand is kept as it is
     assert plan.frames.shape == (1, 48, 48, 3) and calls == []
+
+
+def test_a_reencoding_gate_plan_keeps_the_frames_it_reencoded(new_tiny):
+    """By default the gate planner re-encodes every imagined frame; the plan holds exactly those frames (no second
+    decode), each latent after the first is the encoding of its frame, and the plan differs from pure recursion."""
+    model = new_tiny()
+    frame = render_grid(("SFH", "FFF", "HFG"), (0, 0))
+    plan = make_planner("gate", model, goal_threshold=1.1, hole_threshold=1.1).plan(frame)
+    with torch.no_grad():
+        assert np.array_equal(plan.frames[0], model.to_uint8(model.decode(plan.latents[0][None]))[0].numpy())
+        assert torch.allclose(model.encode(plan.frames[1:]), torch.stack(plan.latents[1:]), atol=1e-5)
+    calls = _count_decodes(model)
+    assert plan.frames.shape == (len(plan.actions) + 1, 48, 48, 3) and calls == []
+    pure = make_planner("gate", model, goal_threshold=1.1, hole_threshold=1.1, reencode=False).plan(frame)
+    assert not torch.equal(torch.stack(pure.latents[1:]), torch.stack(plan.latents[1:]))
 
 
 def test_search_reuses_the_plan_ahead_with_one_decode():
