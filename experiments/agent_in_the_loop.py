@@ -26,6 +26,7 @@ import torch
 
 from rss_world.agent_runs import AgentJob, train_and_judge
 from rss_world.envs.maps import load_default_suite
+from rss_world.imagination.slots import REENCODE_EVERY
 from rss_world.imagination.vec_env import measure_head_agreement
 from rss_world.imagined_rollouts import imagine_episode, write_play_video
 from rss_world.io import atomic_write_text
@@ -39,14 +40,15 @@ METRICS = ("success_rate", "exact_match", "progress_rate", "invalid_action_rate"
 REAL_REF = "real (gymnasium render)"
 
 
-def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, reencode_every: int = 0
+def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, reencode_every: int = REENCODE_EVERY
                ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Steps/s of the real env and of the batched imagined env, and their ratios, in ``rounds`` rounds.
 
     Each round measures every row once, and every row right after its own measurement of the real env with
     gymnasium rendering: a ratio is one such side-by-side pair, so a slow spell of a shared CPU hits both of its
-    terms alike. With ``reencode_every > 0`` the fp32 rows are measured a second time with the env re-encoding its
-    decoded frame every that many steps. Returns ``(steps/s per row, ratios to the paired real figure per row)``.
+    terms alike. The rows that do not name a re-encoding period keep their episodes in latent space; with
+    ``reencode_every > 0`` the fp32 rows are measured a second time with the env re-encoding its decoded frame every
+    that many steps. Returns ``(steps/s per row, ratios to the paired real figure per row)``.
     """
     cores = os.cpu_count() or 1
     envs: dict = {}  # one env per (batch, precision, pre-encoding), built in the first round
@@ -54,10 +56,11 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, 
     for prec in ("fp32", "bf16"):
         for b in (64, 256):
             rows[f"imagined, batch {b}, {prec}"] = \
-                lambda b=b, prec=prec: wm_steps_per_s(model, maps, b, t_wm, seed, prec, cache=envs)
+                lambda b=b, prec=prec: wm_steps_per_s(model, maps, b, t_wm, seed, prec, cache=envs, reencode_every=0)
     for b in (64, 256):
         rows[f"imagined, batch {b}, fp32, encoder on every reset"] = \
-            lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, preencode=False, cache=envs)
+            lambda b=b: wm_steps_per_s(model, maps, b, t_wm, seed, preencode=False, cache=envs,
+                                       reencode_every=0)
     if reencode_every:
         for b in (64, 256):
             rows[f"imagined, batch {b}, fp32, re-encode every {reencode_every}"] = \
@@ -67,7 +70,7 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, 
             for b in (64, 256):
                 rows[f"imagined, batch {b}, {prec}, {cores} threads"] = \
                     lambda b=b, prec=prec: wm_steps_per_s(model, maps, b, t_wm, seed, prec, threads=cores,
-                                                          cache=envs)
+                                                          cache=envs, reencode_every=0)
     speed: dict[str, list[float]] = {REAL_REF: [], **{k: [] for k in rows}}
     ratio: dict[str, list[float]] = {k: [] for k in rows}
     for _ in range(rounds):
@@ -79,7 +82,7 @@ def throughput(model, maps, rounds: int, t_real: int, t_wm: int, seed: int = 0, 
     return speed, ratio
 
 
-def compounding(model, actor, maps, reencode_every: int = 0) -> dict[int, tuple[float, int]]:
+def compounding(model, actor, maps, reencode_every: int = REENCODE_EVERY) -> dict[int, tuple[float, int]]:
     """Exact-grid accuracy of imagined vs real frames after k steps of the actor's own (open-loop) actions, in the
     imagined env with the given ``reencode_every``."""
     hits: dict[int, list[bool]] = {k: [] for k in HORIZONS}
@@ -129,7 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (medians are reported)")
     p.add_argument("--out", default=None)
     p.add_argument("--video", default="outputs/agents/agent_in_the_loop.gif")
-    p.add_argument("--reencode-every", type=int, default=0,
+    p.add_argument("--reencode-every", type=int, default=REENCODE_EVERY,
                    help="agents in imagination: the env re-encodes its decoded frame every k steps (0: never)")
     p.add_argument("--jobs", type=int, default=1,
                    help="agents trained at once, in worker processes of one torch thread each (results do not "

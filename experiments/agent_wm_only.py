@@ -14,13 +14,15 @@ from pathlib import Path
 from rss_world.agent_runs import AgentJob, train_and_judge
 from rss_world.checkpoint import load_model
 from rss_world.envs.maps import load_default_suite
+from rss_world.imagination.slots import REENCODE_EVERY
 from rss_world.rl_agents import SIZES, TRAIN_MAX_STEPS, eval_maps
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="rss_world/checkpoints/frozenlake")
-    p.add_argument("--reencode-every", type=int, default=0, help="the imagined env's re-encoding period (0: never)")
+    p.add_argument("--reencode-every", type=int, default=REENCODE_EVERY,
+                   help="the imagined env's re-encoding period (0: never; default: every step)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--steps", type=int, default=200_000)
     p.add_argument("--episodes", type=int, default=200, help="real-env test episodes (sizes 3-6, evenly)")

@@ -17,6 +17,7 @@ from rss_world.envs.metrics import run_actions
 from rss_world.envs.oracle import ACTION_NAMES, optimal_actions
 from rss_world.envs.parser import parse_frame
 from rss_world.imagination.env import WorldModelEnv
+from rss_world.imagination.slots import REENCODE_EVERY
 from rss_world.rl_agents import FrameAgent
 from rss_world.video import compose, upscale_factor, write_frames
 from rss_world.world_model import WorldModel
@@ -62,7 +63,7 @@ def oracle_path(desc: Sequence[str], start: tuple[int, int], horizon: int) -> li
 
 
 def imagine_episode(model: WorldModel, desc: Sequence[str], actor: FrameAgent | str, horizon: int = PLAY_HORIZON,
-                    stop_on_imagined_end: bool = False, reencode_every: int = 0) -> ImaginedEpisode:
+                    stop_on_imagined_end: bool = False, reencode_every: int = REENCODE_EVERY) -> ImaginedEpisode:
     """Run ``actor`` in the world model from the real start of ``desc`` (open loop: it sees only imagined frames)
     and replay its actions in the real env until the real episode ends or ``horizon`` steps.
 

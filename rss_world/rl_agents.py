@@ -26,7 +26,7 @@ from rss_world.envs.frozenlake import VisualFrozenLakeEnv
 from rss_world.envs.maps import MapSpec, load_default_suite, step_limit
 from rss_world.envs.render import DEFAULT_CELL_PX
 from rss_world.imagination.env import WorldModelEnv
-from rss_world.imagination.slots import pad_frame
+from rss_world.imagination.slots import REENCODE_EVERY, pad_frame
 from rss_world.io import atomic_write, atomic_write_text
 from rss_world.world_model import WorldModel
 
@@ -109,9 +109,17 @@ class PaddedRealEnv(gym.Env):
             env.close()
 
 
+def env_reencode_every(kind: str, reencode_every: int | None) -> int:
+    """The re-encoding period an env of ``kind`` runs with: ``reencode_every`` as given, else the imagined env's
+    default (:data:`~rss_world.imagination.slots.REENCODE_EVERY`) for ``"wm"`` and 0 for the real env."""
+    if reencode_every is not None:
+        return reencode_every
+    return REENCODE_EVERY if kind == "wm" else 0
+
+
 def make_training_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_to: int = PAD_TO,
                       model: WorldModel | None = None, seed: int = 0, device: str | None = None,
-                      max_steps: int | None = None, reencode_every: int = 0):
+                      max_steps: int | None = None, reencode_every: int | None = None):
     """The SB3 ``VecEnv`` an agent trains in: ``"wm"`` (batched imagination, needs ``model``) or ``"real"``
     (a ``DummyVecEnv`` of :class:`PaddedRealEnv`).
 
@@ -125,7 +133,8 @@ def make_training_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_
         device: torch device of the world model.
         max_steps: truncates episodes (default: the env's ``4 · size²``).
         reencode_every: the imagined env re-encodes its decoded frame every this many steps (0: never; see
-            :class:`~rss_world.imagination.slots.LatentSlots`).
+            :class:`~rss_world.imagination.slots.LatentSlots`); ``None``: the imagined env's default
+            (:data:`~rss_world.imagination.slots.REENCODE_EVERY`), and nothing for the real env.
 
     Raises:
         ValueError: an unknown kind, ``"wm"`` without a model, or ``reencode_every`` for the real env (it has no
@@ -138,7 +147,8 @@ def make_training_env(kind: str, maps: Sequence[MapSpec], n_envs: int = 16, pad_
             raise ValueError("the world-model env needs a model (--checkpoint)")
         # Every start latent is encoded once, up front, and kept: resets then never run the encoder.
         return WorldModelVecEnv(model, n_envs, suite=maps, pad_to=pad_to, seed=seed, device=device,
-                                max_steps=max_steps, preencode=True, reencode_every=reencode_every)
+                                max_steps=max_steps, preencode=True,
+                                reencode_every=env_reencode_every(kind, reencode_every))
     if kind == "real":
         if reencode_every:
             raise ValueError(f"reencode_every={reencode_every} applies to the world-model env only")
@@ -171,7 +181,7 @@ def build_agent(algo: str, env, seed: int = 0, cell_px: int = DEFAULT_CELL_PX, r
 
 def train_agent(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], model: WorldModel | None = None,
                 n_envs: int = 16, pad_to: int = PAD_TO, seed: int = 0, max_steps: int | None = TRAIN_MAX_STEPS,
-                reencode_every: int = 0, recipe: dict | None = None) -> tuple[object, dict]:
+                reencode_every: int | None = None, recipe: dict | None = None) -> tuple[object, dict]:
     """Train an agent for ``steps`` env steps in the world model or the real env (PPO: ``recipe``, default
     :data:`PPO_RECIPE`).
 
@@ -196,7 +206,7 @@ def train_agent(algo: str, env_kind: str, steps: int, maps: Sequence[MapSpec], m
     t0 = time.perf_counter()
     agent.learn(total_timesteps=steps)
     meta = {"algo": algo, "env": env_kind, "steps": int(agent.num_timesteps), "pad_to": pad_to, "cell_px": cell_px,
-            "train_max_steps": max_steps, "reencode_every": reencode_every,
+            "train_max_steps": max_steps, "reencode_every": env_reencode_every(env_kind, reencode_every),
             "real_env_steps": int(agent.num_timesteps) if env_kind == "real" else 0,
             "train_seconds": time.perf_counter() - t0}
     env.close()
@@ -308,7 +318,7 @@ def evaluate_real(agent, meta: dict, maps: Sequence[MapSpec], seed: int = 0, det
 
 
 def evaluate_imagined(agent, meta: dict, model: WorldModel, maps: Sequence[MapSpec], deterministic: bool = True,
-                      seed: int = 0, reencode_every: int = 0) -> dict:
+                      seed: int = 0, reencode_every: int = REENCODE_EVERY) -> dict:
     """The agent judged inside the world model instead: one imagined episode per map from its real start frame,
     with the real evaluation's step limit (``4 · size²``); goal and hole come from the model's status heads.
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rss_world.envs.maps import MapSpec
+from rss_world.imagination.slots import REENCODE_EVERY
 from rss_world.imagination.vec_env import WorldModelVecEnv
 from rss_world.rl_agents import SIZES, PaddedRealEnv
 from rss_world.world_model import WorldModel
@@ -42,7 +43,7 @@ def real_steps_per_s(maps: Sequence[MapSpec], renderer: str, steps: int, seed: i
 
 def wm_steps_per_s(model: WorldModel, maps: Sequence[MapSpec], batch: int, steps: int, seed: int = 0,
                    precision: str = "fp32", threads: int = 1, preencode: bool = True, cache: dict | None = None,
-                   reencode_every: int = 0) -> float:
+                   reencode_every: int = REENCODE_EVERY) -> float:
     """Imagined steps/s of the batched VecEnv (``batch · steps`` env steps after one warm-up step, random actions).
 
     Args:

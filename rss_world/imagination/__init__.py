@@ -14,11 +14,11 @@ from __future__ import annotations
 import gymnasium
 
 from rss_world.imagination.env import WorldModelEnv
-from rss_world.imagination.slots import LatentSlots, pad_frame, start_frame
+from rss_world.imagination.slots import REENCODE_EVERY, LatentSlots, pad_frame, start_frame
 
 WM_ENV_ID = "rss_world/WorldModelFrozenLake-v0"
 
 if WM_ENV_ID not in gymnasium.registry:
     gymnasium.register(id=WM_ENV_ID, entry_point="rss_world.imagination.env:WorldModelEnv")
 
-__all__ = ["WM_ENV_ID", "LatentSlots", "WorldModelEnv", "pad_frame", "start_frame"]
+__all__ = ["REENCODE_EVERY", "WM_ENV_ID", "LatentSlots", "WorldModelEnv", "pad_frame", "start_frame"]

@@ -18,7 +18,7 @@ import torch
 from gymnasium import spaces
 
 from rss_world.envs.maps import MapSpec, step_limit
-from rss_world.imagination.slots import Suite, check_action, open_slots, pick_map
+from rss_world.imagination.slots import REENCODE_EVERY, Suite, check_action, open_slots, pick_map
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 
@@ -46,7 +46,8 @@ class WorldModelEnv(gym.Env):
         precision: "fp32" or "bf16" (see :class:`.LatentSlots`).
         preencode: encode every map's start frame now (see :meth:`.LatentSlots.preencode`).
         cache_size: start latents kept (see :class:`.LatentSlots`); default :func:`.resolve_cache_size`.
-        reencode_every: re-encode the decoded frame every this many steps (see :class:`.LatentSlots`; 0: never).
+        reencode_every: re-encode the decoded frame every this many steps (see :class:`.LatentSlots`; 0: never; default
+            :data:`.REENCODE_EVERY`, every step).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -55,7 +56,7 @@ class WorldModelEnv(gym.Env):
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None,
                  render_mode: str | None = None, precision: str = "fp32", preencode: bool = False,
-                 cache_size: int | None = None, reencode_every: int = 0) -> None:
+                 cache_size: int | None = None, reencode_every: int = REENCODE_EVERY) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.maps, self.slots = open_slots(model, 1, desc, suite, size, pad_to, max_steps, threshold, device,

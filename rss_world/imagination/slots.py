@@ -20,6 +20,12 @@ from rss_world.envs.maps import MAX_SIZE, MIN_SIZE, MapSpec, find_cell, map_id, 
 from rss_world.envs.render import DEFAULT_CELL_PX, render_grid
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
+# The imagined env's default re-encoding period: decode, then encode the frame again, after every step. The v2
+# world model's pure latent rollouts leave the encoder's latents within a few steps (the decoded pixels stay right
+# longer; experiments/results/open_loop_diagnosis.md), and an agent trained on them learns the drift
+# (experiments/results/agent_in_the_loop_v2_partial.md: real success 0.215 latent-only against 0.805 re-encoding).
+REENCODE_EVERY = 1
+
 Suite = Sequence[MapSpec | Sequence[str]] | str | Path
 
 
@@ -102,14 +108,15 @@ class LatentSlots:
         device: torch device of the model (default: where its parameters are).
         precision: "fp32", or "bf16" (autocast: faster on CPUs with bf16 matmuls; frames may differ by rounding).
         cache_size: start latents kept for maps seen before (a model change needs a new ``LatentSlots``).
-        reencode_every: 0 (the default) keeps every episode in latent space, as the method does. ``k > 0``
-            re-encodes the decoded uint8 frame into a fresh latent after every ``k``-th step of an episode, which
-            stops the decoded pixels from drifting over long rollouts (``experiments/imagined_drift.py``) at the
-            cost of an encoder pass on those steps.
+        reencode_every: ``k > 0`` re-encodes the decoded uint8 frame into a fresh latent after every ``k``-th step
+            of an episode, which keeps rollouts on the latents the encoder makes (``experiments/imagined_drift.py``)
+            at the cost of an encoder pass on those steps; default :data:`REENCODE_EVERY` (every step). 0 keeps
+            every episode in latent space (pure latent recursion).
     """
 
     def __init__(self, model: WorldModel, num: int, canvas: int, device: str | torch.device | None = None,
-                 precision: str = "fp32", cache_size: int = 4096, reencode_every: int = 0) -> None:
+                 precision: str = "fp32", cache_size: int = 4096,
+                 reencode_every: int = REENCODE_EVERY) -> None:
         if num < 1:
             raise ValueError(f"need at least one episode slot, got {num}")
         if cache_size < 0:

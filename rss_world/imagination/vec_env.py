@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from rss_world.envs.maps import MAX_SIZE, step_limit
 from rss_world.envs.parser import parse_frame
 from rss_world.envs.render import DEFAULT_CELL_PX
-from rss_world.imagination.slots import Suite, open_slots, pick_map, resolve_maps
+from rss_world.imagination.slots import REENCODE_EVERY, Suite, open_slots, pick_map, resolve_maps
 from rss_world.world_model import NUM_ACTIONS, WorldModel
 
 
@@ -52,14 +52,14 @@ class WorldModelVecEnv(VecEnv):
         cache_size: start latents kept (see :class:`.LatentSlots`); default
             :func:`.resolve_cache_size` (4096, or the whole suite when pre-encoding).
         reencode_every: re-encode the decoded frame every this many steps of an episode (see
-            :class:`.LatentSlots`; 0, the default: never).
+            :class:`.LatentSlots`; 0: never; default :data:`.REENCODE_EVERY`, every step).
     """
 
     def __init__(self, model: WorldModel, num_envs: int, desc: Sequence[str] | None = None, suite: Suite | None = None,
                  size: int | None = None, pad_to: int | None = None, max_steps: int | None = None,
                  threshold: float = 0.5, device: str | torch.device | None = None, seed: int | None = None,
                  precision: str = "fp32", preencode: bool = False, cache_size: int | None = None,
-                 reencode_every: int = 0) -> None:
+                 reencode_every: int = REENCODE_EVERY) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.maps, self.slots = open_slots(model, num_envs, desc, suite, size, pad_to, max_steps, threshold, device,

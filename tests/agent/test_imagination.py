@@ -173,11 +173,12 @@ def test_start_latent_cache_matches_fresh_encoding_and_is_bounded(maps, tiny):
 
 def test_preencode_runs_the_encoder_once_per_map_and_never_on_reset(maps, tiny):
     m = tiny(seed=4)
-    lazy = WorldModelVecEnv(tiny(seed=4), 5, suite=maps, pad_to=4, seed=2)  # same weights, its own encoder
+    # pure latent envs (a re-encoding env runs the encoder on steps by design); same weights, its own encoder
+    lazy = WorldModelVecEnv(tiny(seed=4), 5, suite=maps, pad_to=4, seed=2, reencode_every=0)
     calls = []
     encode = m.encode
     m.encode = lambda frames: calls.append(len(frames)) or encode(frames)  # count the frames encoded
-    eager = WorldModelVecEnv(m, 5, suite=maps, pad_to=4, seed=2, preencode=True)
+    eager = WorldModelVecEnv(m, 5, suite=maps, pad_to=4, seed=2, preencode=True, reencode_every=0)
     assert sum(calls) == len(maps) and len(calls) == 2  # one batch per grid size (3 and 4)
     assert eager.slots.preencode([mp.desc for mp in maps]) == 0  # all cached: nothing left to encode
     obs_e, obs_l = eager.reset(), lazy.reset()

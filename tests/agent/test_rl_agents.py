@@ -60,7 +60,8 @@ def test_short_ppo_in_the_world_model_saves_loads_and_is_judged(wm_agent, tmp_pa
     agent, meta, _ = wm_agent
     # 8 envs: rollouts of 2048 // 8 = 128 steps each, so one rollout of 1024 steps covers the budget of 64
     assert meta["steps"] == 1024 and meta["real_env_steps"] == 0
-    assert (meta["pad_to"], meta["cell_px"], meta["train_max_steps"], meta["reencode_every"]) == (4, 16, 24, 0)
+    # the imagined env re-encodes every step unless told otherwise; the meta records the period it ran with
+    assert (meta["pad_to"], meta["cell_px"], meta["train_max_steps"], meta["reencode_every"]) == (4, 16, 24, 1)
     path = save_agent(agent, tmp_path / "a", meta)
     assert path == tmp_path / "a.zip" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.zip"]
     loaded, meta2 = load_agent(path)
@@ -75,7 +76,7 @@ def test_short_ppo_in_the_world_model_saves_loads_and_is_judged(wm_agent, tmp_pa
 
 def test_short_real_training_counts_real_steps():
     agent, meta = train_agent("ppo", "real", 32, load_default_suite("train", [3])[:5], n_envs=4, pad_to=3)
-    assert meta["real_env_steps"] == meta["steps"] == 512  # one rollout: 4 envs x 128 steps
+    assert meta["real_env_steps"] == meta["steps"] == 512 and meta["reencode_every"] == 0  # 4 envs x 128 steps
 
 
 def test_training_envs_truncate_at_the_training_horizon(tiny):
