@@ -27,8 +27,11 @@ from rss_world.protocols import run_planner, select_maps, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = {
-    "shipped defaults": {},
-    "replaced settings (goal_threshold 0.5, dedupe_threshold 0.05)": {"goal_threshold": 0.5, "dedupe_threshold": 0.05},
+    "shipped defaults (re-encoding each child)": {},
+    "re-encoding, goal_threshold 0.5": {"goal_threshold": 0.5},
+    "pure latent recursion (the defaults before re-encoding)": {"reencode": False},
+    "pure latent, goal_threshold 0.5, dedupe_threshold 0.05 (settings replaced earlier)":
+        {"reencode": False, "goal_threshold": 0.5, "dedupe_threshold": 0.05},
 }
 
 
@@ -55,7 +58,7 @@ def main() -> None:
         s = summarize(traces)
         per = " · ".join(f"{k}: {100 * v['success_rate']:.0f}%" for k, v in sorted(s["per_size"].items(),
                                                                                   key=lambda kv: int(kv[0])))
-        shown = {k: v for k, v in asdict(cfg).items() if k in ("goal_threshold", "dedupe_threshold")}
+        shown = {k: v for k, v in asdict(cfg).items() if k in ("reencode", "goal_threshold", "dedupe_threshold")}
         rows.append(f"| {name} | {shown} | {s['episodes']} | {100 * s['success_rate']:.1f}% | {per} | "
                     f"{time.perf_counter() - t0:.0f} |")
         print(rows[-1], flush=True)

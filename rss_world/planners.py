@@ -134,8 +134,10 @@ class SearchPlannerConfig:
         dedupe: "frame" (max per-cell RMS difference of decoded frames, 4x4 px per cell) or "latent"
             (max per-token relative L2).
         dedupe_threshold: distance under which two states are the same.
-        reencode: decode every imagined child and encode it again before scoring and expanding it (see
-            :class:`GatePlannerConfig`).
+        reencode: decode every imagined child and encode it again before expanding it and comparing it with
+            the states seen (see :class:`GatePlannerConfig`); its goal and hole scores read the stepped latent, as
+            the heads were trained. On by default: on 120 val maps (sizes 3-8) it lifts closed-loop success from
+            90.0% to 100.0% in a third of the time (``experiments/results/search_val.md``).
     """
 
     max_depth: int | None = None
@@ -147,7 +149,7 @@ class SearchPlannerConfig:
     hole_threshold: float = 0.5
     dedupe: str = "frame"
     dedupe_threshold: float = 0.02  # tuned on the val split: at 0.05 blurred moves counted as seen, the frontier died
-    reencode: bool = False
+    reencode: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` on a setting out of range."""
@@ -326,9 +328,9 @@ class SearchPlanner:
             acts = torch.arange(NUM_ACTIONS, device=z.device).repeat(len(batch))
             prior = m.policy(z).clamp_min(1e-8).log()  # (b, 4)
             children, _, _ = m.step(zz, acts)
-            if c.reencode:
+            status = m.status(children)  # (4b, 2); the heads read stepped latents, as they were trained (and the
+            if c.reencode:  # gate planner reads them)
                 children = m.encode(m.to_uint8(m.decode(children)))
-            status = m.status(children)  # (4b, 2)
             keys = self._keys(children)
             fresh = ~(self._dist(keys, visited) < c.dedupe_threshold).any(1)  # (4b,) not seen before
             keep = (status[:, 1] <= c.hole_threshold) & fresh
@@ -383,10 +385,11 @@ class SearchPlanner:
         if not plan.actions:  # nothing survived the first expansion: take the gate's choice
             z = nodes[0].z[None]
             plan.actions = [int(self.model.policy(z)[0].argmax())]
-            z1, _, _ = self.model.step(z, torch.tensor(plan.actions, device=z.device))
-            plan.latents.append(z1[0])
-            plan.frames = _LazyFrames(self.model, plan.latents)
-            plan.status = np.concatenate([plan.status, self.model.status(z1).float().cpu().numpy()])
+            m = self.model
+            z1, _, _ = m.step(z, torch.tensor(plan.actions, device=z.device))
+            plan.status = np.concatenate([plan.status, m.status(z1).float().cpu().numpy()])
+            plan.latents.append((m.encode(m.to_uint8(m.decode(z1))) if self.cfg.reencode else z1)[0])
+            plan.frames = _LazyFrames(m, plan.latents)
             plan.steps_saved = max_depth - 1
         return plan
 

@@ -152,8 +152,8 @@ def test_plan_frames_are_decoded_only_when_read(new_tiny, name):
     (one batched decode under no_grad in eval mode), and later reads return that same array."""
     model = new_tiny()
     frame = render_grid(("SFH", "FFF", "HFG"), (0, 0))
-    planner = make_planner(name, model, goal_threshold=1.1, hole_threshold=1.1,  # re-encoding decodes as it plans;
-                           **({"dedupe": "latent"} if name == "search" else {"reencode": False}))  # "frame" keys too
+    planner = make_planner(name, model, goal_threshold=1.1, hole_threshold=1.1, reencode=False,  # re-encoding and
+                           **({"dedupe": "latent"} if name == "search" else {}))  # "frame" keys decode as they plan
     calls = _count_decodes(model)
     for plan in (planner.plan(frame), planner.decide(frame)):
         assert calls == []
@@ -182,6 +182,27 @@ def test_a_reencoding_gate_plan_keeps_the_frames_it_reencoded(new_tiny):
     assert plan.frames.shape == (len(plan.actions) + 1, 48, 48, 3) and calls == []
     pure = make_planner("gate", model, goal_threshold=1.1, hole_threshold=1.1, reencode=False).plan(frame)
     assert not torch.equal(torch.stack(pure.latents[1:]), torch.stack(plan.latents[1:]))
+
+
+def test_reencoding_search_scores_the_stepped_latent_and_keeps_the_encoded_one(new_tiny):
+    """The status heads were trained on stepped latents: a re-encoding search scores each child before re-encoding
+    it (scoring the encoding made it miss every goal), and keeps the encoding of its decoded frame as the node."""
+    model = new_tiny()
+    frame = render_grid(("SFH", "FFF", "HFG"), (0, 0))
+    for dedupe in (0.0, 1e9):  # every child kept (a path through the tree), or none (the fallback's one step)
+        plan = make_planner("search", model, goal_threshold=1.1, hole_threshold=1.1, max_expansions=3,
+                            dedupe_threshold=dedupe).plan(frame)
+        assert len(plan.actions) == (2 if dedupe == 0 else 1)  # 3 expansions: the root, then two of depth 1
+        _check_reencoded_path(model, plan)
+
+
+def _check_reencoded_path(model, plan) -> None:
+    with torch.no_grad():
+        for k, a in enumerate(plan.actions):
+            stepped, _, _ = model.step(plan.latents[k][None], torch.tensor([a]))
+            assert torch.allclose(torch.as_tensor(plan.status[k + 1]), model.status(stepped)[0], atol=1e-5)
+            encoded = model.encode(model.to_uint8(model.decode(stepped)))
+            assert torch.allclose(plan.latents[k + 1], encoded[0], atol=1e-5)
 
 
 def test_search_reuses_the_plan_ahead_with_one_decode():
