@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> str:
                 torch.manual_seed(args.seed)
                 t0 = time.perf_counter()
                 traces = run_planner(make_planner(planner, model, **kw), maps, protocol, model.cfg.cell_px, args.seed,
-                                     progress=f"{suite} {size} {planner} {protocol}" if args.progress else False)
+                                     progress=f"{suite} {size} {planner} {protocol}" if args.progress else False,
+                                     keep_frames=False)  # 100 long 32x32 episodes: frames would not fit in memory
                 name = f"{planner} planner, {protocol} loop" + (", pure latent recursion" if kw else "")
                 rows.append((suite, size, name, summarize(traces), len(maps), time.perf_counter() - t0))
                 if (planner, protocol, kw) == ("gate", "open", {}):

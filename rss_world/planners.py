@@ -78,8 +78,10 @@ class _LazyFrames:
         s = self.shared
         if "array" not in s:
             m, training = s["model"], s["model"].training
-            with torch.no_grad():
-                s["array"] = m.to_uint8(m.eval().decode(torch.stack(s["latents"]))).cpu().numpy()  # (T+1, H, W, 3)
+            with torch.no_grad():  # in chunks: a 1000-step plan at 32x32 decodes to gigabytes of float pixels
+                lat, m = s["latents"], m.eval()
+                s["array"] = np.concatenate([m.to_uint8(m.decode(torch.stack(lat[i:i + 64]))).cpu().numpy()
+                                             for i in range(0, len(lat), 64)])  # (T+1, H, W, 3)
             m.train(training)
             del s["latents"]
         return s["array"][self.start:] if self.start else s["array"]

@@ -158,20 +158,21 @@ def _timed(fn: Callable, trace: EpisodeTrace, *args):
     return out
 
 
-def _open_loop(planner) -> Callable[[EpisodeTrace], Decide]:
+def _open_loop(planner, keep_frames: bool = True) -> Callable[[EpisodeTrace], Decide]:
     def make(trace: EpisodeTrace) -> Decide:
         def decide(obs: np.ndarray, info: dict, t: int) -> int | None:
             if t == 0:
                 plan = _timed(planner.plan, trace, obs)
                 trace.plans.append(plan)
-                trace.imagined_frames.extend(plan.frames)
+                if keep_frames:
+                    trace.imagined_frames.extend(plan.frames)
             actions = trace.plans[0].actions
             return actions[t] if t < len(actions) else None
         return decide
     return make
 
 
-def _closed_loop(planner) -> Callable[[EpisodeTrace], Decide]:
+def _closed_loop(planner, keep_frames: bool = True) -> Callable[[EpisodeTrace], Decide]:
     def make(trace: EpisodeTrace) -> Decide:
         seen: set[bytes] = set()
 
@@ -185,11 +186,12 @@ def _closed_loop(planner) -> Callable[[EpisodeTrace], Decide]:
             seen.add(key)
             plan = _timed(getattr(planner, "decide", planner.plan), trace, obs)
             trace.plans.append(plan)
-            if t == 0:
+            if keep_frames and t == 0:
                 trace.imagined_frames.append(plan.frames[0])
             if not plan.actions:
                 return None
-            trace.imagined_frames.append(plan.frames[1])
+            if keep_frames:
+                trace.imagined_frames.append(plan.frames[1])
             return plan.actions[0]
         return decide
     return make
@@ -203,7 +205,7 @@ def _agent(agent) -> Callable[[EpisodeTrace], Decide]:
 
 
 def _run(make: Callable[[EpisodeTrace], Decide], maps: Sequence[MapSpec], cell_px: int, seed: int,
-         progress: bool | str, max_steps: int | None = None) -> list[EpisodeTrace]:
+         progress: bool | str, max_steps: int | None = None, keep_frames: bool = True) -> list[EpisodeTrace]:
     envs: dict[int, VisualFrozenLakeEnv] = {}
     traces = []
     desc = progress if isinstance(progress, str) else None
@@ -213,13 +215,18 @@ def _run(make: Callable[[EpisodeTrace], Decide], maps: Sequence[MapSpec], cell_p
                                                   renderer="atlas", max_steps=max_steps)
         trace = EpisodeTrace(map_id=spec.id, size=spec.size)
         traces.append(_play(envs[spec.size], spec, seed + i, make(trace), trace))
+        if not keep_frames:  # a long suite at 32x32 would otherwise hold gigabytes of frames and latents
+            trace.real_frames.clear()
+            for plan in trace.plans:
+                plan.latents, plan.frames = [], np.zeros((0,), np.uint8)
     for env in envs.values():
         env.close()
     return traces
 
 
 def run_planner(planner, maps: Sequence[MapSpec], protocol: str, cell_px: int = DEFAULT_CELL_PX, seed: int = 0,
-                progress: bool | str = False, max_steps: int | None = None) -> list[EpisodeTrace]:
+                progress: bool | str = False, max_steps: int | None = None,
+                keep_frames: bool = True) -> list[EpisodeTrace]:
     """Run a planner (``plan(frame) -> Plan``) on ``maps`` in the real env.
 
     Args:
@@ -230,6 +237,8 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str, cell_px: int = 
         seed: env seed of the first episode (episode ``i`` uses ``seed + i``).
         progress: show a tqdm bar (a string is its label).
         max_steps: env step limit (default ``4 * size²``).
+        keep_frames: keep every episode's real and imagined frames and its plans' latents (videos need them); off,
+            the traces keep actions, records, timings and plan statistics only, and no plan's frames are decoded.
 
     Raises:
         ValueError: an unknown protocol, or ``cell_px`` differs from the planner's model's (its frames would be
@@ -240,8 +249,8 @@ def run_planner(planner, maps: Sequence[MapSpec], protocol: str, cell_px: int = 
     model_px = getattr(getattr(getattr(planner, "model", None), "cfg", None), "cell_px", cell_px)
     if model_px != cell_px:
         raise ValueError(f"frames of {cell_px} px per cell do not match the model's cell_px={model_px}")
-    make = _open_loop(planner) if protocol == "open" else _closed_loop(planner)
-    return _run(make, maps, cell_px, seed, progress, max_steps)
+    make = (_open_loop if protocol == "open" else _closed_loop)(planner, keep_frames)
+    return _run(make, maps, cell_px, seed, progress, max_steps, keep_frames)
 
 
 def run_agent(agent, maps: Sequence[MapSpec], cell_px: int = DEFAULT_CELL_PX, seed: int = 0,

@@ -8,7 +8,7 @@ import pytest
 
 from rss_world.envs.maps import MapSpec, step_limit
 from rss_world.envs.oracle import DOWN, LEFT, RIGHT, optimal_actions
-from rss_world.planners import GatePlanner, SearchPlanner
+from rss_world.planners import GatePlanner, GatePlannerConfig, SearchPlanner
 from rss_world.protocols import (
     SUMMARY_KEYS,
     planner_stats,
@@ -64,6 +64,27 @@ def test_planners_on_3x3_maps(tiny_model, maps3, protocol, planner_cls):
             assert len(set(seen[:-1])) == len(seen) - 1
             assert terminal != (seen[-1] in seen[:-1])
     check_schema(summarize(traces), 2)
+
+
+@pytest.mark.parametrize("protocol", ["open", "closed"])
+def test_traces_without_frames_score_the_same_and_hold_no_frames(new_tiny, maps3, protocol):
+    """keep_frames=False (long suites at 32x32): the same actions, records and planner statistics, but no real or
+    imagined frames, no plan latents, and no plan frame is ever decoded."""
+    model = new_tiny().eval()
+    full = run_planner(GatePlanner(model), maps3, protocol, cell_px=16, seed=1)
+    decode, calls = model.decode, []
+    model.decode = lambda z: calls.append(len(z)) or decode(z)
+    slim = run_planner(GatePlanner(model, GatePlannerConfig(reencode=False)), maps3, protocol, cell_px=16, seed=1,
+                       keep_frames=False)
+    assert calls == []  # a pure-latent plan's frames are decoded on read only, and nothing read them
+    slim_default = run_planner(GatePlanner(model), maps3, protocol, cell_px=16, seed=1, keep_frames=False)
+    for a, b in zip(full, slim_default, strict=True):
+        assert (a.actions, a.on_optimal, a.record) == (b.actions, b.on_optimal, b.record)
+        assert b.real_frames == b.imagined_frames == [] and all(p.latents == [] and p.frames.size == 0
+                                                                 for p in b.plans)
+    assert planner_stats(full) == planner_stats(slim_default)
+    assert [t.actions for t in slim] == [t.actions for t in run_planner(
+        GatePlanner(model, GatePlannerConfig(reencode=False)), maps3, protocol, cell_px=16, seed=1)]
 
 
 def test_closed_loop_ends_on_goal_hole_empty_plan_or_repeat(maps3, scripted):
