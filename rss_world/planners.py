@@ -1,14 +1,15 @@
-"""Planners over the :class:`~rss_world.world_model.WorldModel` API: planning purely in latent space.
+"""Planners over the :class:`~rss_world.world_model.WorldModel` API: planning in latent space (by default each
+imagined frame is decoded and encoded again between latent steps; ``reencode=False``: pure latent recursion).
 
 * :class:`GatePlanner` is the paper's mechanism: from the start frame the gate picks one expert per latent
-  step, the expert index is the action, and every latent step is decoded into a frame of the visual plan.
-  Adaptive halting stops the rollout when the model's status head says the goal is reached (or a hole is
-  entered) or when the latent stops changing; the steps saved against the horizon are reported.
+  step, the expert index is the action, and every latent step is decoded into a frame of the visual plan. Adaptive
+  halting stops the rollout when the status head says the goal is reached (or a hole is entered) or when the
+  latent stops changing; the steps saved against the horizon are reported.
 * :class:`SearchPlanner` is a batched best-first (or beam) search over imagined latents: each expansion
   steps all four actions of up to ``batch`` nodes in one ``step`` call, scores children with the model's
   own status heads (goal reached: done; hole: pruned), orders the frontier by ``depth + λ·(−log π)`` with
-  the gate's probabilities ``π`` as a prior, and drops states it has already seen (per-cell distance of the
-  decoded frames, or per-token distance of the latents, below a threshold).
+  the gate's probabilities ``π`` as a prior, and drops states seen before (per-cell distance of decoded frames,
+  or per-token distance of latents, below a threshold).
 
 Both read only the frame they are given. They never see the map, the agent cell or the frame parser: this
 module imports torch, numpy, ``rss_world.nn`` and ``rss_world.world_model`` only (a test checks it).
@@ -38,10 +39,9 @@ class Plan:
     Attributes:
         actions: planned actions (0=LEFT, 1=DOWN, 2=RIGHT, 3=UP).
         frames: ``(T + 1, H, W, 3)`` uint8 imagined frames; ``frames[0]`` is the reconstruction of the input.
-            A re-encoding plan holds the frames it decoded (and re-encoded) along the way; other plans decode them
-            on first read (one batched decode of the stored latents, cached), so
-            a controller that only takes the actions never runs the decoder; the decode uses the model's weights at
-            that read. An array given (``Plan(frames=...)``, ``plan.frames = ...``) is kept as it is.
+            A re-encoding gate plan holds the frames it decoded on the way; other plans decode their latents on
+            first read (cached, with the weights of that moment), so a controller that takes only the actions never
+            runs the decoder. An array given (``Plan(frames=...)``, ``plan.frames = ...``) is kept as it is.
         halted_early: the planner stopped before its horizon (goal, hole, convergence, or search success).
         steps_saved: horizon minus planned steps.
         expansions: latent nodes expanded (the gate planner counts its steps).
@@ -77,13 +77,11 @@ class _LazyFrames:
     def get(self) -> np.ndarray:
         s = self.shared
         if "array" not in s:
-            m, training = s["model"], s["model"].training
+            m, lat, training = s["model"], s.pop("latents"), s["model"].training
             with torch.no_grad():  # in chunks: a 1000-step plan at 32x32 decodes to gigabytes of float pixels
-                lat, m = s["latents"], m.eval()
-                s["array"] = np.concatenate([m.to_uint8(m.decode(torch.stack(lat[i:i + 64]))).cpu().numpy()
+                s["array"] = np.concatenate([m.to_uint8(m.eval().decode(torch.stack(lat[i:i + 64]))).cpu().numpy()
                                              for i in range(0, len(lat), 64)])  # (T+1, H, W, 3)
             m.train(training)
-            del s["latents"]
         return s["array"][self.start:] if self.start else s["array"]
 
 
@@ -107,10 +105,9 @@ class GatePlannerConfig:
         goal_threshold: P(agent on goal) above which the goal counts as reached.
         hole_threshold: P(agent in hole) above which the plan stops (it failed).
         converge_tol: relative latent change ``|z' - z| / |z|`` below which the rollout has converged.
-        reencode: after every latent step, decode the imagined frame and encode it again (on by default: it keeps
-            long open-loop plans on the frames the model was trained on, and lifts open-loop success on the val
-            split from about 55% to 98% at sizes 3-8; off: pure latent recursion, the ablation row). Closed-loop
-            decisions imagine one step, so it changes nothing there.
+        reencode: after every latent step, decode the imagined frame and encode it again (default; off: pure latent
+            recursion, the ablation row; ``experiments/results/open_loop_diagnosis.md``). Closed-loop decisions
+            imagine one step, so it changes nothing there.
     """
 
     horizon: int | None = None
@@ -136,10 +133,9 @@ class SearchPlannerConfig:
         dedupe: "frame" (max per-cell RMS difference of decoded frames, 4x4 px per cell) or "latent"
             (max per-token relative L2).
         dedupe_threshold: distance under which two states are the same.
-        reencode: decode every imagined child and encode it again before expanding it and comparing it with
-            the states seen (see :class:`GatePlannerConfig`); its goal and hole scores read the stepped latent, as
-            the heads were trained. On by default: on 120 val maps (sizes 3-8) it lifts closed-loop success from
-            90.0% to 100.0% in a third of the time (``experiments/results/search_val.md``).
+        reencode: decode every imagined child and encode it again before expanding it (default; see
+            :class:`GatePlannerConfig` and ``experiments/results/search_val.md``); its goal and hole scores read the
+            stepped latent, as the heads were trained.
     """
 
     max_depth: int | None = None
@@ -330,8 +326,8 @@ class SearchPlanner:
             acts = torch.arange(NUM_ACTIONS, device=z.device).repeat(len(batch))
             prior = m.policy(z).clamp_min(1e-8).log()  # (b, 4)
             children, _, _ = m.step(zz, acts)
-            status = m.status(children)  # (4b, 2); the heads read stepped latents, as they were trained (and the
-            if c.reencode:  # gate planner reads them)
+            status = m.status(children)  # (4b, 2): the heads read stepped latents, as they were trained
+            if c.reencode:
                 children = m.encode(m.to_uint8(m.decode(children)))
             keys = self._keys(children)
             fresh = ~(self._dist(keys, visited) < c.dedupe_threshold).any(1)  # (4b,) not seen before
@@ -385,9 +381,8 @@ class SearchPlanner:
                    key=lambda k: (-nodes[k].depth, nodes[k].nll) if math.isfinite(nodes[k].nll) else (0, math.inf))
         plan = self._path_plan(nodes, best, max_depth, expansions, reason)
         if not plan.actions:  # nothing survived the first expansion: take the gate's choice
-            z = nodes[0].z[None]
-            plan.actions = [int(self.model.policy(z)[0].argmax())]
-            m = self.model
+            m, z = self.model, nodes[0].z[None]
+            plan.actions = [int(m.policy(z)[0].argmax())]
             z1, _, _ = m.step(z, torch.tensor(plan.actions, device=z.device))
             plan.status = np.concatenate([plan.status, m.status(z1).float().cpu().numpy()])
             plan.latents.append((m.encode(m.to_uint8(m.decode(z1))) if self.cfg.reencode else z1)[0])
