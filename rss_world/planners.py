@@ -206,8 +206,8 @@ class GatePlanner:
             st = m.status(z_next)[0]  # (2,)
             change = float((z_next - z).norm() / z.norm().clamp_min(1e-8))
             if c.reencode:
-                shown.append(m.to_uint8(m.decode(z_next))[0])
-                z_next = m.encode(shown[-1][None])
+                z_next, frame = m.reencode(z_next)
+                shown.append(frame[0])
             z = z_next
             latents.append(z[0])
             status.append(st)
@@ -328,7 +328,7 @@ class SearchPlanner:
             children, _, _ = m.step(zz, acts)
             status = m.status(children)  # (4b, 2): the heads read stepped latents, as they were trained
             if c.reencode:
-                children = m.encode(m.to_uint8(m.decode(children)))
+                children, _ = m.reencode(children)
             keys = self._keys(children)
             fresh = ~(self._dist(keys, visited) < c.dedupe_threshold).any(1)  # (4b,) not seen before
             keep = (status[:, 1] <= c.hole_threshold) & fresh
@@ -385,7 +385,7 @@ class SearchPlanner:
             plan.actions = [int(m.policy(z)[0].argmax())]
             z1, _, _ = m.step(z, torch.tensor(plan.actions, device=z.device))
             plan.status = np.concatenate([plan.status, m.status(z1).float().cpu().numpy()])
-            plan.latents.append((m.encode(m.to_uint8(m.decode(z1))) if self.cfg.reencode else z1)[0])
+            plan.latents.append((m.reencode(z1)[0] if self.cfg.reencode else z1)[0])
             plan.frames = _LazyFrames(m, plan.latents)
             plan.steps_saved = max_depth - 1
         return plan

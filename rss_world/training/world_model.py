@@ -98,7 +98,7 @@ class WindowLoss(nn.Module):
             if m.experts_per_action > 1:
                 bal.append(balance_loss(sel.probs, sel.index))
             if cfg.reencode:
-                z_next = m.encode(m.to_uint8(m.decode(z_next)).detach())
+                z_next, _ = m.reencode(z_next)  # uint8 frames: no gradient flows through the round trip
             alive = alive & valid[:, t]
             z = z_next
 
@@ -144,7 +144,7 @@ def validate(model: WorldModel, val: dict[int, Episodes], cfg: TrainConfig) -> d
             g_n += int(demo.sum())
             z, _, _ = model.step(z, batch["actions"][:, t], with_logits=False)
             if cfg.reencode:
-                z = model.encode(model.to_uint8(model.decode(z)))
+                z, _ = model.reencode(z)
             alive &= batch["valid"][:, t]
     model.train(was_training)
     acc = {f"frame_acc_step{t}": float(correct[t] / count[t]) for t in range(cfg.horizon + 1) if count[t]}

@@ -187,6 +187,12 @@ class WorldModel(nn.Module):
         """Decoded frames in [0, 1] -> uint8."""
         return frames.clamp(0, 1).mul_(255.0).round_().to(torch.uint8)  # one temporary, rounded in place
 
+    def reencode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Decode ``z`` to uint8 frames and encode them again: ``(fresh latent (B, N, D), frames (B, H, W, 3))``.
+        The planners and training's ``reencode`` use it to keep rollouts on the latents the encoder makes."""
+        frames = self.to_uint8(self.decode(z))
+        return self.encode(frames), frames
+
     @staticmethod
     def _grid_side(z: Tensor) -> int:
         n = z.shape[1]

@@ -34,6 +34,7 @@ class GridModel(nn.Module):
 
     check_frames = WorldModel.check_frames
     to_uint8 = staticmethod(WorldModel.to_uint8)
+    reencode = WorldModel.reencode
 
     def _latent(self, cells):
         z = torch.zeros(len(cells), self.n ** 2, 4)
